@@ -1,0 +1,40 @@
+"""Numpy dtypes shared by the compiled fast path and Python.
+
+Each dtype is declared here once and mirrored by a packed struct in
+``src_pyx/l2tp.pxd``; ``tests/fastpath/test_layout.py`` checks that size and
+offsets agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: One parsed header per row, filled by ``parse_batch`` (RFC 2661 3.1).
+#: ``payload_offset`` is absolute in the receive buffer; ``flags`` is the raw
+#: first 16-bit word (T, L, S, O, P, reserved bits and Ver); fields the header
+#: does not carry are 0.  Rows whose ``status`` is not ParseStatus.OK are to be
+#: dropped; their other fields are unspecified.
+HEADER_DTYPE = np.dtype(
+    [
+        ("payload_offset", "<u4"),
+        ("payload_length", "<u4"),
+        ("flags", "<u2"),
+        ("length", "<u2"),
+        ("tunnel_id", "<u2"),
+        ("session_id", "<u2"),
+        ("ns", "<u2"),
+        ("nr", "<u2"),
+        ("offset_size", "<u2"),
+        ("header_length", "<u2"),
+        ("status", "u1"),
+        ("ver", "u1"),
+        ("is_control", "u1"),
+        ("reserved", "u1"),
+    ]
+)
+assert HEADER_DTYPE.itemsize == 28
+
+
+def empty_header_array(count: int) -> np.ndarray:
+    """A zeroed output array for ``parse_batch`` with room for ``count`` rows."""
+    return np.zeros(count, dtype=HEADER_DTYPE)
