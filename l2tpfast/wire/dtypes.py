@@ -13,7 +13,9 @@ import numpy as np
 #: ``payload_offset`` is absolute in the receive buffer; ``flags`` is the raw
 #: first 16-bit word (T, L, S, O, P, reserved bits and Ver); fields the header
 #: does not carry are 0.  Rows whose ``status`` is not ParseStatus.OK are to be
-#: dropped; their other fields are unspecified.
+#: dropped; every field but ``status`` is 0 in them.  ``header_length`` keeps the
+#: low 16 bits (only an L=0 datagram over 64 KiB with a huge Offset Size needs
+#: more; ``payload_offset`` is always exact).  ``pad`` is alignment, always 0.
 HEADER_DTYPE = np.dtype(
     [
         ("payload_offset", "<u4"),
@@ -29,7 +31,7 @@ HEADER_DTYPE = np.dtype(
         ("status", "u1"),
         ("ver", "u1"),
         ("is_control", "u1"),
-        ("reserved", "u1"),
+        ("pad", "u1"),
     ]
 )
 assert HEADER_DTYPE.itemsize == 28

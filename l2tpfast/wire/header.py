@@ -112,8 +112,6 @@ def parse_header(data: bytes | bytearray | memoryview) -> tuple[Header, int]:
     pos = 2
     length: int | None = None
     if has_length:
-        if size < 4:
-            raise HeaderError("datagram ends inside the Length field", ParseStatus.TRUNCATED)
         length = (data[2] << 8) | data[3]
         pos = 4
     need = pos + 4 + (4 if has_seq else 0) + (2 if has_offset else 0)
