@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages listed in ci/system-packages.txt (root, Debian 12).
+# Install the Debian packages listed in a file (default ci/system-packages.txt; root, Debian 12).
+#   bash ci/install-system-deps.sh [LIST]
 # Skips the apt run when every package is already installed, so `make test` is fast
 # on a prepared machine and complete on a fresh one.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-mapfile -t packages < <(grep -v '^\s*#' "$here/system-packages.txt" | grep -v '^\s*$')
+list=${1:-"$here/system-packages.txt"}
+mapfile -t packages < <(grep -v '^\s*#' "$list" | grep -v '^\s*$')
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
