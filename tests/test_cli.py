@@ -70,7 +70,7 @@ def test_import_without_compiled_modules_says_how_to_build(tmp_path: Path) -> No
     shutil.copytree(src, tmp_path / "l2tpfast", ignore=shutil.ignore_patterns("*.so", "__pycache__"))
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     out = subprocess.run(
-        [sys.executable, "-S", "-c", "import l2tpfast"]  # -S: no editable-install finder,
+        [sys.executable, "-S", "-c", "import l2tpfast"],  # -S: no editable-install finder
         capture_output=True,
         text=True,
         cwd=tmp_path,
