@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _avp_label(vendor: int, attr: int) -> str:
+    from l2tpfast.wire.avp import AVP_SPECS
+
+    spec = AVP_SPECS.get((vendor, attr))
+    return f"{spec.name} ({vendor}:{attr})" if spec else f"{vendor}:{attr}"
+
+
 def _decode(hex_items: list[str], secret: str | None) -> int:
     from l2tpfast.errors import L2TPError
     from l2tpfast.wire.header import parse_header
@@ -72,7 +79,7 @@ def _decode(hex_items: list[str], secret: str | None) -> int:
         print(f"{msg.name} tunnel={msg.tunnel_id} session={msg.session_id} ns={msg.ns} nr={msg.nr}")
         for (vendor, attr), values in msg.values.items():
             for value in values:
-                print(f"  {vendor}:{attr} = {value!r}")
+                print(f"  {_avp_label(vendor, attr)} = {value!r}")
         for avp in msg.ignored + msg.unrecognized:
             print(f"  {avp.vendor_id}:{avp.attr_type} (not used) = {avp.value.hex()}")
     return status

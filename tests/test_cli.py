@@ -55,7 +55,7 @@ def test_decode_reveals_hidden_avps_with_secret() -> None:
         hide={AvpType.ASSIGNED_SESSION_ID},
     )
     out = _run(sys.executable, "-m", "l2tpfast", "decode", "--secret", "k", msg.encode().hex())
-    assert "0:14 = 4242" in out.stdout
+    assert "ASSIGNED_SESSION_ID (0:14) = 4242" in out.stdout
 
 
 def test_help_for_every_subcommand() -> None:
