@@ -416,11 +416,22 @@ def build_message(
     hide = set(hide)
     if hide and not secret:
         raise LocalProtocolError("hidden AVPs need a shared secret (RFC 2661 4.3)")
-    out: list[Avp] = [make_avp(A.MESSAGE_TYPE, int(message_type))]
+    out: list[Avp] = []
+    values: dict[AvpKey, list[Any]] = {}
+
+    def emit(avp: Avp, plain: bytes) -> None:
+        out.append(avp)
+        spec = AVP_SPECS.get(avp.key)
+        if spec is not None:
+            values.setdefault(avp.key, []).append(spec.decode_value(plain))
+
+    first = make_avp(A.MESSAGE_TYPE, int(message_type))
+    emit(first, first.value)
     present: set[int] = set()
     rv: bytes | None = None
     for item in avps:
         avp = item if isinstance(item, Avp) else make_avp(item[0], item[1])
+        plain = avp.value
         if avp.key in AVP_SPECS and avp.vendor_id == VENDOR_IETF:
             # Unknown types pass: a caller that builds a raw Avp knows what it sends.
             if avp.attr_type not in rule.allowed or avp.attr_type == A.MESSAGE_TYPE:
@@ -438,12 +449,12 @@ def build_message(
             assert secret is not None
             if rv is None:
                 rv = random_vector if random_vector is not None else urandom(16)
-                out.append(make_avp(A.RANDOM_VECTOR, rv))
+                emit(make_avp(A.RANDOM_VECTOR, rv), rv)
             value = hide_value(
                 avp.attr_type, avp.value, secret, rv, padding=random_padding(len(avp.value), urandom)
             )
             avp = replace(avp, value=value, hidden=True)
-        out.append(avp)
+        emit(avp, plain)
     missing = rule.required - present - {A.MESSAGE_TYPE}
     if missing:
         names = ", ".join(sorted(AvpType(t).name for t in missing))
@@ -451,9 +462,6 @@ def build_message(
     body_len = sum(avp.length for avp in out)
     if CONTROL_HEADER_LEN + body_len > 0xFFFF:
         raise LocalProtocolError(f"{MessageType(message_type).name} of {body_len} octets is too long")
-    values: dict[AvpKey, list[Any]] = {}
-    for item_avp, plain in _plain_values(out, secret):
-        values.setdefault(item_avp.key, []).append(plain)
     return ControlMessage(
         message_type=int(message_type),
         tunnel_id=tunnel_id,
@@ -463,19 +471,3 @@ def build_message(
         avps=tuple(out),
         values=values,
     )
-
-
-def _plain_values(avps: list[Avp], secret: bytes | None) -> Iterator[tuple[Avp, Any]]:
-    rv: bytes | None = None
-    for avp in avps:
-        spec = AVP_SPECS.get(avp.key)
-        if spec is None:
-            continue
-        raw = avp.value
-        if avp.hidden:
-            assert secret is not None and rv is not None
-            raw = unhide_value(avp.attr_type, raw, secret, rv)
-        value = spec.decode_value(raw)
-        if avp.key == (VENDOR_IETF, A.RANDOM_VECTOR):
-            rv = value
-        yield avp, value

@@ -70,6 +70,7 @@ def test_build_parse_build_is_identical(case: Case) -> None:
     for attr_type, value in case.avps:
         assert parsed[attr_type] == value, attr_type.name
     assert parsed.encode() == wire
+    assert parsed.values == message.values  # what the builder reports is what the receiver sees
     assert parsed.ignored == () and parsed.unrecognized == ()
     hidden = {a.attr_type for a in parsed.avps if a.hidden}
     assert hidden == set(case.hide)
