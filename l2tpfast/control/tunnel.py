@@ -1,0 +1,1017 @@
+"""The control connection state machine of RFC 2661 7.2 and the dispatch of its messages.
+
+Theory of operation. :data:`TRANSITIONS` is the table of 7.2.1, one entry per
+RFC row, ``(TunnelState, TunnelInput) -> (TunnelAction, TunnelState)``. Whether
+an SCCRQ, SCCRP or SCCCN is acceptable (Protocol Version 4.4.3, tunnel
+authentication 5.1.1, limits) is decided before the lookup; rows the RFC does
+not split fall back to the plain input. A missing pair is an FSM error:
+StopCCN with Result Code 7.
+
+Outside the table: the reliable channel (5.8, :mod:`.channel`) under every
+message; Hello (5.5) after ``hello_interval`` without any datagram from the
+peer; the hold after StopCCN (5.7: the receiver acks and keeps state for a
+full retransmission cycle, the sender until its StopCCN is acknowledged); the
+setup timeout; and the session messages, which :meth:`Tunnel._dispatch_call`
+hands to the session machines of :mod:`.session`.
+
+The tunnel never raises on peer input: a :class:`RemoteProtocolError` from the
+codec becomes StopCCN, CDN or a silent drop according to its scope (4.1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from l2tpfast.control.channel import ChannelSettings, ControlChannel
+from l2tpfast.control.events import (
+    Address,
+    CallInfo,
+    CallType,
+    LinkInfoSet,
+    ProxyInfo,
+    Role,
+    SessionClosed,
+    SessionEstablished,
+    TunnelClosed,
+    TunnelEstablished,
+    WanErrorNotified,
+)
+from l2tpfast.control.session import (
+    Session,
+    SessionAction,
+    SessionFsmError,
+    SessionInput,
+    SessionState,
+)
+from l2tpfast.control.settings import ByteOrder, TunnelSettings
+from l2tpfast.errors import RemoteProtocolError, Scope
+from l2tpfast.wire.avp import Accm, CallErrors, ProtocolVersion, Q931Cause, ResultCode, iter_avps
+from l2tpfast.wire.constants import (
+    VENDOR_IETF,
+    AvpType,
+    BearerCapability,
+    CDNResult,
+    FramingCapability,
+    GeneralError,
+    MessageType,
+    StopCCNResult,
+)
+from l2tpfast.wire.header import Header
+from l2tpfast.wire.hiding import challenge_response, check_challenge_response
+from l2tpfast.wire.message import MESSAGE_RULES, AvpItem, ControlMessage, build_message, parse_message
+
+if TYPE_CHECKING:
+    from l2tpfast.control.endpoint import Endpoint
+
+A = AvpType
+M = MessageType
+SI = SessionInput
+
+
+class TunnelState(enum.Enum):
+    IDLE = "idle"
+    WAIT_CTL_REPLY = "wait-ctl-reply"
+    WAIT_CTL_CONN = "wait-ctl-conn"
+    ESTABLISHED = "established"
+
+
+class TunnelInput(enum.Enum):
+    LOCAL_OPEN = "local open request"
+    ADMIN_CLOSE = "admin tunnel close"
+    RECV_SCCRQ = "receive SCCRQ"
+    RECV_SCCRQ_OK = "receive SCCRQ, acceptable"
+    RECV_SCCRQ_BAD = "receive SCCRQ, not acceptable"
+    RECV_SCCRQ_LOSE_TIE = "receive SCCRQ, lose tie-breaker"
+    RECV_SCCRP = "receive SCCRP"
+    RECV_SCCRP_OK = "receive SCCRP, acceptable"
+    RECV_SCCRP_BAD = "receive SCCRP, not acceptable"
+    RECV_SCCCN = "receive SCCCN"
+    RECV_SCCCN_OK = "receive SCCCN, acceptable"
+    RECV_SCCCN_BAD = "receive SCCCN, not acceptable"
+    RECV_STOPCCN = "receive StopCCN"
+
+
+class TunnelAction(enum.Enum):
+    NONE = "none"
+    SEND_SCCRQ = "send SCCRQ"
+    SEND_SCCRP = "send SCCRP"
+    SEND_SCCCN = "send SCCCN, send tunnel-open event to waiting sessions"
+    TUNNEL_OPEN = "send tunnel-open event to waiting sessions"
+    SEND_STOPCCN = "send StopCCN, clean up"
+    CLEAN_UP = "clean up"
+    REQUEUE = "clean up, re-queue SCCRQ for idle state"
+
+
+TS = TunnelState
+TI = TunnelInput
+TA = TunnelAction
+Table = dict[tuple[TunnelState, TunnelInput], tuple[TunnelAction, TunnelState]]
+
+
+def _rows(
+    *rows: tuple[tuple[TunnelState, ...], tuple[TunnelInput, ...], TunnelAction, TunnelState | None],
+) -> Table:
+    """Expand rows that list several states or events in one cell; a None new state means "stay"."""
+    table: Table = {}
+    for states, inputs, action, new_state in rows:
+        for state in states:
+            for event in inputs:
+                assert (state, event) not in table, (state, event)
+                table[(state, event)] = (action, state if new_state is None else new_state)
+    return table
+
+
+# 7.2.1 Control Connection Establishment
+TRANSITIONS = _rows(
+    ((TS.IDLE,), (TI.LOCAL_OPEN,), TA.SEND_SCCRQ, TS.WAIT_CTL_REPLY),
+    ((TS.IDLE,), (TI.RECV_SCCRQ_OK,), TA.SEND_SCCRP, TS.WAIT_CTL_CONN),
+    ((TS.IDLE,), (TI.RECV_SCCRQ_BAD,), TA.SEND_STOPCCN, TS.IDLE),
+    ((TS.IDLE,), (TI.RECV_SCCRP,), TA.SEND_STOPCCN, TS.IDLE),
+    ((TS.IDLE,), (TI.RECV_SCCCN,), TA.CLEAN_UP, TS.IDLE),
+    ((TS.WAIT_CTL_REPLY,), (TI.RECV_SCCRP_OK,), TA.SEND_SCCCN, TS.ESTABLISHED),
+    ((TS.WAIT_CTL_REPLY,), (TI.RECV_SCCRP_BAD,), TA.SEND_STOPCCN, TS.IDLE),
+    ((TS.WAIT_CTL_REPLY,), (TI.RECV_SCCRQ_LOSE_TIE,), TA.REQUEUE, TS.IDLE),
+    ((TS.WAIT_CTL_REPLY,), (TI.RECV_SCCCN,), TA.SEND_STOPCCN, TS.IDLE),
+    ((TS.WAIT_CTL_CONN,), (TI.RECV_SCCCN_OK,), TA.TUNNEL_OPEN, TS.ESTABLISHED),
+    ((TS.WAIT_CTL_CONN,), (TI.RECV_SCCCN_BAD,), TA.SEND_STOPCCN, TS.IDLE),
+    ((TS.WAIT_CTL_CONN,), (TI.RECV_SCCRP, TI.RECV_SCCRQ), TA.SEND_STOPCCN, TS.IDLE),
+    ((TS.ESTABLISHED,), (TI.LOCAL_OPEN,), TA.TUNNEL_OPEN, TS.ESTABLISHED),
+    ((TS.ESTABLISHED,), (TI.ADMIN_CLOSE,), TA.SEND_STOPCCN, TS.IDLE),
+    ((TS.ESTABLISHED,), (TI.RECV_SCCRQ, TI.RECV_SCCRP, TI.RECV_SCCCN), TA.SEND_STOPCCN, TS.IDLE),
+    (
+        (TS.IDLE, TS.WAIT_CTL_REPLY, TS.WAIT_CTL_CONN, TS.ESTABLISHED),
+        (TI.RECV_STOPCCN,),
+        TA.CLEAN_UP,
+        TS.IDLE,
+    ),
+    # Not in the RFC's table: sessions that ask for a tunnel being set up wait for it, and
+    # an administrator may close a tunnel before it is up.
+    ((TS.WAIT_CTL_REPLY, TS.WAIT_CTL_CONN), (TI.LOCAL_OPEN,), TA.NONE, None),
+    ((TS.WAIT_CTL_REPLY, TS.WAIT_CTL_CONN), (TI.ADMIN_CLOSE,), TA.SEND_STOPCCN, TS.IDLE),
+)
+
+_GENERIC = {
+    TI.RECV_SCCRQ_OK: TI.RECV_SCCRQ,
+    TI.RECV_SCCRQ_BAD: TI.RECV_SCCRQ,
+    TI.RECV_SCCRP_OK: TI.RECV_SCCRP,
+    TI.RECV_SCCRP_BAD: TI.RECV_SCCRP,
+    TI.RECV_SCCCN_OK: TI.RECV_SCCCN,
+    TI.RECV_SCCCN_BAD: TI.RECV_SCCCN,
+}
+
+
+def lookup(state: TunnelState, event: TunnelInput) -> tuple[TunnelAction, TunnelState] | None:
+    found = TRANSITIONS.get((state, event))
+    if found is None and event in _GENERIC:
+        found = TRANSITIONS.get((state, _GENERIC[event]))
+    return found
+
+
+#: Session messages and the roles that may receive them; SLI and WEN go either way (real LACs
+#: send SLI to the LNS) and are accepted in every state but idle.
+_CALL_INPUTS = {
+    M.ICRQ: SI.RECV_ICRQ,
+    M.ICRP: SI.RECV_ICRP,
+    M.ICCN: SI.RECV_ICCN,
+    M.OCRQ: SI.RECV_OCRQ,
+    M.OCRP: SI.RECV_OCRP,
+    M.OCCN: SI.RECV_OCCN,
+    M.CDN: SI.RECV_CDN,
+}
+
+PROTOCOL_VERSION = ProtocolVersion(1, 0)
+
+
+class Refusal(Exception):
+    """Why a message is not acceptable: the Result and Error Codes to answer with."""
+
+    def __init__(self, result_code: int, error_code: int | None, message: str) -> None:
+        super().__init__(message)
+        self.result_code = result_code
+        self.error_code = error_code
+        self.message = message
+
+
+def _swap16(value: int) -> int:
+    return ((value & 0xFF) << 8) | (value >> 8)
+
+
+def normalise_result(result: ResultCode, order: ByteOrder) -> ResultCode:
+    """Undo little-endian Result and Error Codes (some Apple clients send them so)."""
+
+    def fix(value: int | None) -> int | None:
+        if value is None:
+            return None
+        if order is ByteOrder.LITTLE or (order is ByteOrder.AUTO and value > 0xFF and _swap16(value) <= 0xFF):
+            return _swap16(value)
+        return value
+
+    return ResultCode(fix(result.result_code) or 0, fix(result.error_code), result.error_message)
+
+
+class BadMessage:
+    """A control message the codec refused, kept in sequence so that the channel acks it in order."""
+
+    __slots__ = ("error", "peer_session_id", "session_id")
+
+    def __init__(self, error: RemoteProtocolError, session_id: int, peer_session_id: int | None) -> None:
+        self.error = error
+        self.session_id = session_id
+        #: For a refused ICRQ/OCRQ: the caller's Assigned Session ID, read without validation.
+        self.peer_session_id = peer_session_id
+
+
+def _raw_assigned_session_id(data: bytes, offset: int) -> int | None:
+    """The first plain Assigned Session ID in a message that failed validation, if intact."""
+    try:
+        for avp in iter_avps(memoryview(data)[offset:], base=offset):
+            if avp.key == (VENDOR_IETF, A.ASSIGNED_SESSION_ID) and not avp.hidden and len(avp.value) == 2:
+                return int.from_bytes(avp.value, "big") or None
+    except RemoteProtocolError:
+        return None
+    return None
+
+
+class Tunnel:
+    """One control connection: its machine, its channel, its sessions."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        local_tunnel_id: int,
+        peer: Address,
+        local: str | None,
+        settings: TunnelSettings,
+        *,
+        initiator: bool,
+        now: float,
+    ) -> None:
+        self.endpoint = endpoint
+        self.local_tunnel_id = local_tunnel_id
+        self.peer_tunnel_id = 0
+        self.peer = peer
+        self.local = local
+        self.settings = settings
+        self.initiator = initiator
+        self.state = TunnelState.IDLE
+        self.channel: ControlChannel[ControlMessage | BadMessage] = ControlChannel(
+            ChannelSettings(
+                retransmit_initial=settings.retransmit_initial,
+                retransmit_cap=settings.retransmit_cap,
+                max_retries=settings.max_retries,
+                ack_delay=settings.ack_delay,
+                receive_window=settings.receive_window,
+            ),
+            peer_alive=self._peer_alive,
+        )
+        self.sessions: dict[int, Session] = {}
+        self.peer_host_name = ""
+        self.peer_vendor_name: str | None = None
+        self.tie_breaker: int | None = None
+        self.challenge: bytes | None = None  # ours, sent in SCCRQ/SCCRP
+        self.peer_challenge: bytes | None = None
+        self.last_received = now
+        #: The time of the input being handled, for callbacks that run inside it.
+        self.clock = now
+        self.created = now
+        self.last_call_message = now
+        self.hello_outstanding = False
+        #: Set once StopCCN went out or came in; the tunnel lingers only to ack (5.7).
+        self.closing = False
+        self._closed_reported = False
+        self.release_at: float | None = None
+        self.setup_deadline: float | None = now + self.setup_timeout
+        self._scheduled: float | None = None
+
+    # --- helpers ----------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"Tunnel({self.local_tunnel_id}/{self.peer_tunnel_id} {self.peer} {self.state.value})"
+
+    def owns(self, addr: Address) -> bool:
+        """The datagram comes from this tunnel's peer (address and port)."""
+        if addr == self.peer:
+            return True
+        # RFC 2661 8.1: the recipient of our SCCRQ may answer from another port; take it then.
+        return self.initiator and self.state is TunnelState.WAIT_CTL_REPLY and addr[0] == self.peer[0]
+
+    def _peer_alive(self, since: float) -> bool:
+        return self.last_received > since
+
+    def next_deadline(self) -> float | None:
+        times = [self.channel.next_timer(), self.release_at]
+        if not self.closing:
+            times.append(self.setup_deadline)
+            if (
+                self.state is TunnelState.ESTABLISHED
+                and self.settings.hello_interval
+                and not self.hello_outstanding
+            ):
+                times.append(self.last_received + self.settings.hello_interval)
+            times.extend(s.deadline for s in self.sessions.values())
+        present = [t for t in times if t is not None]
+        return min(present) if present else None
+
+    def _send(
+        self,
+        message_type: MessageType,
+        avps: Iterable[AvpItem],
+        now: float,
+        *,
+        session_id: int = 0,
+        on_acked: Callable[[], None] | None = None,
+    ) -> None:
+        s = self.settings
+        allowed = MESSAGE_RULES[message_type].allowed
+        # A peer profile may leave optional AVPs out for peers that choke on them.
+        items = [item for item in avps if not (isinstance(item, tuple) and item[0] in s.omit_avps)]
+        hide = s.hidden_types() & allowed
+        message = build_message(
+            message_type,
+            items,
+            tunnel_id=self.peer_tunnel_id,
+            session_id=session_id,
+            secret=s.secret,
+            hide=hide,
+            urandom=self.endpoint.urandom,
+        )
+        self.channel.send(message, now, on_acked)
+
+    def _result(self, result_code: int, error_code: int | None, message: str | None) -> ResultCode:
+        if message and error_code is None:
+            error_code = GeneralError.NO_ERROR  # 4.4.2: an Error Message rides behind an Error Code
+        if self.settings.result_code_byte_order is ByteOrder.LITTLE:
+            result_code = _swap16(result_code)
+            error_code = None if error_code is None else _swap16(error_code)
+        return ResultCode(result_code, error_code, message)
+
+    # --- input --------------------------------------------------------------------
+
+    def receive(self, data: bytes, header: Header, body_offset: int, now: float) -> None:
+        """One control datagram for this tunnel (header already parsed, sender checked)."""
+        self.last_received = self.clock = now
+        item: ControlMessage | BadMessage
+        try:
+            item = parse_message(data, secret=self.settings.secret)
+        except RemoteProtocolError as exc:
+            if exc.scope is Scope.DATAGRAM:
+                self.endpoint.count("malformed_header")
+                return
+            item = BadMessage(exc, header.session_id, _raw_assigned_session_id(data, body_offset))
+        assert header.ns is not None and header.nr is not None
+        is_zlb = body_offset >= len(data)
+        for delivered in self.channel.receive(header.ns, header.nr, is_zlb, item, now):
+            if self.closing:
+                # 5.7: after StopCCN we only acknowledge; a StopCCN from the peer ends the wait.
+                if isinstance(delivered, ControlMessage) and delivered.message_type == M.StopCCN:
+                    self.release_at = now + self.settings.retransmission_cycle
+                continue
+            self._deliver(delivered, now)
+
+    def _deliver(self, item: ControlMessage | BadMessage, now: float) -> None:
+        if isinstance(item, BadMessage):
+            self._protocol_error(item, now)
+            return
+        self.endpoint.count(f"received_{item.name}")
+        handler = _TUNNEL_HANDLERS.get(item.message_type or 0)
+        if handler is not None:
+            handler(self, item, now)
+        else:
+            self.last_call_message = now
+            self._dispatch_call(item, now)
+
+    def _protocol_error(self, bad: BadMessage, now: float) -> None:
+        exc = bad.error
+        self.endpoint.count(f"protocol_error_{exc.scope.value}")
+        if exc.scope is Scope.MESSAGE:
+            return  # 4.4.1: unknown message type with M=0: ignored, and acked by the channel
+        if exc.scope is Scope.SESSION and self.state is TunnelState.ESTABLISHED:
+            # RFC 2661 4.1: a bad mandatory AVP in a session message ends the session, not the tunnel.
+            session = self.sessions.get(bad.session_id) if bad.session_id else None
+            if session is not None:
+                self._close_session(
+                    session, now, CDNResult.GENERAL_ERROR, exc.error_code, exc.message, send=True
+                )
+            elif bad.peer_session_id:
+                # A call request we cannot accept: refuse the call it names (7.4.2 "not acceptable").
+                result = self._result(CDNResult.GENERAL_ERROR, exc.error_code, exc.message)
+                avps: list[AvpItem] = [(A.RESULT_CODE, result), (A.ASSIGNED_SESSION_ID, 0)]
+                self._send(M.CDN, avps, now, session_id=bad.peer_session_id)
+                self.endpoint.count("cdn_sent")
+            else:
+                self.endpoint.count("unknown_session")
+            return
+        self.stop(now, exc.result_code, exc.error_code, exc.message)
+
+    def fire(self, event: TunnelInput, now: float, refusal: Refusal | None = None) -> None:
+        """Apply one input of 7.2.1 and carry out its action."""
+        found = lookup(self.state, event)
+        if found is None:
+            self.stop(now, StopCCNResult.FSM_ERROR, None, f"{event.value} in state {self.state.value}")
+            return
+        action, self.state = found
+        if action is TA.SEND_SCCRQ:
+            self._send_sccrq(now)
+        elif action is TA.SEND_SCCRP:
+            self._send_sccrp(now)
+        elif action is TA.SEND_SCCCN:
+            self._send_scccn(now)
+            self._tunnel_open(now)
+        elif action is TA.TUNNEL_OPEN:
+            self._tunnel_open(now)
+        elif action is TA.SEND_STOPCCN:
+            r = refusal or Refusal(StopCCNResult.FSM_ERROR, None, f"{event.value} unexpected")
+            self.stop(now, r.result_code, r.error_code, r.message)
+        elif action is TA.CLEAN_UP:
+            r = refusal or Refusal(StopCCNResult.GENERAL_REQUEST, None, event.value)
+            self._clean_up(now, r.result_code, r.error_code, r.message, by_peer=True)
+        elif action is TA.REQUEUE:
+            self.endpoint.requeue(self, now)
+
+    # --- 7.2.1 messages -------------------------------------------------------------
+
+    def _common_avps(self) -> list[AvpItem]:
+        s = self.settings
+        avps: list[AvpItem] = [
+            (A.PROTOCOL_VERSION, PROTOCOL_VERSION),
+            (A.HOST_NAME, s.host_name),
+            (A.FRAMING_CAPABILITIES, FramingCapability(s.framing_capabilities)),
+            (A.BEARER_CAPABILITIES, BearerCapability(s.bearer_capabilities)),
+            (A.ASSIGNED_TUNNEL_ID, self.local_tunnel_id),
+            (A.RECEIVE_WINDOW_SIZE, s.receive_window),
+            (A.FIRMWARE_REVISION, s.firmware_revision),
+            (A.VENDOR_NAME, s.vendor_name),
+        ]
+        if s.secret:
+            # 5.1.1: with a secret we always challenge the peer.
+            self.challenge = self.endpoint.urandom(16)
+            avps.append((A.CHALLENGE, self.challenge))
+        return [a for a in avps if not (isinstance(a, tuple) and a[0] in s.omit_avps)]
+
+    def _send_sccrq(self, now: float) -> None:
+        avps = self._common_avps()
+        if self.settings.tie_breaker:
+            self.tie_breaker = int.from_bytes(self.endpoint.urandom(8), "big")
+            avps.append((A.TIE_BREAKER, self.tie_breaker))
+        self._send(M.SCCRQ, avps, now)
+
+    def _send_sccrp(self, now: float) -> None:
+        avps = self._common_avps()
+        if self.peer_challenge is not None and self.settings.secret:
+            avps.append(
+                (A.CHALLENGE_RESPONSE, challenge_response(M.SCCRP, self.settings.secret, self.peer_challenge))
+            )
+        self._send(M.SCCRP, avps, now)
+
+    def _send_scccn(self, now: float) -> None:
+        avps: list[AvpItem] = []
+        if self.peer_challenge is not None and self.settings.secret:
+            avps.append(
+                (A.CHALLENGE_RESPONSE, challenge_response(M.SCCCN, self.settings.secret, self.peer_challenge))
+            )
+        self._send(M.SCCCN, avps, now)
+
+    def check_peer_start(self, message: ControlMessage) -> Refusal | None:
+        """Acceptability of an SCCRQ or SCCRP (4.4.3 version, 5.1.1 authentication); learn the peer."""
+        version = message[A.PROTOCOL_VERSION]
+        self.peer_tunnel_id = message[A.ASSIGNED_TUNNEL_ID]
+        self.channel.peer_tunnel_id = self.peer_tunnel_id
+        self.peer_host_name = message[A.HOST_NAME]
+        self.peer_vendor_name = message.get(A.VENDOR_NAME)
+        if A.RECEIVE_WINDOW_SIZE in message:
+            self.channel.set_peer_window(message[A.RECEIVE_WINDOW_SIZE])
+        self.peer_challenge = message.get(A.CHALLENGE)
+        if version != PROTOCOL_VERSION:
+            return Refusal(
+                StopCCNResult.BAD_PROTOCOL_VERSION,
+                0x0100,  # 4.4.2: the Error Code carries the highest version we support (1.0)
+                f"protocol version {version.version}.{version.revision} is not supported",
+            )
+        if self.peer_challenge is not None and not self.settings.secret:
+            return Refusal(
+                StopCCNResult.NOT_AUTHORIZED, None, "challenged, but no tunnel secret is configured"
+            )
+        return None
+
+    def check_response(self, message: ControlMessage, reply_type: MessageType) -> Refusal | None:
+        """5.1.1: the reply to our Challenge must carry MD5(type, secret, challenge)."""
+        if self.challenge is None:
+            return None
+        assert self.settings.secret is not None
+        response = message.get(A.CHALLENGE_RESPONSE)
+        if response is None:
+            return Refusal(StopCCNResult.NOT_AUTHORIZED, None, "no Challenge Response to our Challenge")
+        if not check_challenge_response(reply_type, self.settings.secret, self.challenge, response):
+            return Refusal(
+                StopCCNResult.NOT_AUTHORIZED, None, "wrong Challenge Response: tunnel secrets differ"
+            )
+        return None
+
+    def _handle_sccrq(self, message: ControlMessage, now: float) -> None:
+        # Only a repeated or stray SCCRQ reaches an existing tunnel; a new one goes to the endpoint.
+        self.fire(TI.RECV_SCCRQ, now)
+
+    def _handle_sccrp(self, message: ControlMessage, now: float) -> None:
+        if self.state is not TunnelState.WAIT_CTL_REPLY:
+            self.fire(TI.RECV_SCCRP, now)
+            return
+        refusal = self.check_peer_start(message) or self.check_response(message, M.SCCRP)
+        self.fire(TI.RECV_SCCRP_BAD if refusal else TI.RECV_SCCRP_OK, now, refusal)
+
+    def _handle_scccn(self, message: ControlMessage, now: float) -> None:
+        refusal = self.check_response(message, M.SCCCN) if self.state is TunnelState.WAIT_CTL_CONN else None
+        self.fire(TI.RECV_SCCCN_BAD if refusal else TI.RECV_SCCCN_OK, now, refusal)
+
+    def _handle_stopccn(self, message: ControlMessage, now: float) -> None:
+        result = normalise_result(message[A.RESULT_CODE], self.settings.result_code_byte_order)
+        self.fire(
+            TI.RECV_STOPCCN, now, Refusal(result.result_code, result.error_code, result.error_message or "")
+        )
+        # 5.7: ack at once and keep enough state to re-ack retransmissions for a full cycle.
+        self.closing = True
+        self.release_at = now + self.settings.retransmission_cycle
+        self.channel.send_ack()
+
+    def _handle_hello(self, message: ControlMessage, now: float) -> None:
+        pass  # 5.5: the channel acknowledges it; receiving it was proof of life
+
+    def _tunnel_open(self, now: float) -> None:
+        self.setup_deadline = None
+        self.endpoint.emit(
+            TunnelEstablished(
+                self.local_tunnel_id,
+                self.peer_tunnel_id,
+                self.peer,
+                self.local,
+                self.peer_host_name,
+                self.peer_vendor_name,
+                self.initiator,
+            )
+        )
+        for session in list(self.sessions.values()):
+            if session.state is SessionState.WAIT_TUNNEL:
+                self._session_input(session, SI.TUNNEL_OPEN, now)
+
+    # --- teardown --------------------------------------------------------------------
+
+    def stop(
+        self, now: float, result_code: int, error_code: int | None = None, message: str | None = None
+    ) -> None:
+        """Send StopCCN (5.7) and clean up; the tunnel lingers until it is acknowledged."""
+        if self.closing:
+            return
+        self.endpoint.count("stopccn_sent")
+        self.state = TunnelState.IDLE
+        self.closing = True
+        if self.peer_tunnel_id:
+            self._send(
+                M.StopCCN,
+                [
+                    (A.ASSIGNED_TUNNEL_ID, self.local_tunnel_id),
+                    (A.RESULT_CODE, self._result(result_code, error_code, message)),
+                ],
+                now,
+                on_acked=self._release_now,
+            )
+            self.release_at = None
+        else:
+            self.release_at = now  # nobody to tell: the peer never gave its Tunnel ID
+        self._clean_up(now, result_code, error_code, message, by_peer=False)
+
+    def _release_now(self) -> None:
+        self.release_at = 0.0  # due at once: the endpoint's next timer run releases it
+
+    def _clean_up(
+        self, now: float, result_code: int, error_code: int | None, message: str | None, *, by_peer: bool
+    ) -> None:
+        for session in list(self.sessions.values()):
+            self._drop_session(session, CDNResult.GENERAL_ERROR, None, "tunnel closed", by_peer=by_peer)
+        was_closing, self.closing = self._closed_reported, True
+        self._closed_reported = True
+        if was_closing:
+            return
+        self.endpoint.emit(
+            TunnelClosed(
+                self.local_tunnel_id,
+                self.peer_tunnel_id,
+                self.peer,
+                result_code,
+                error_code,
+                message,
+                by_peer,
+            )
+        )
+
+    def handle_timer(self, now: float) -> None:
+        self.clock = now
+        self.channel.handle_timer(now)
+        if self.channel.failed:
+            if not self.closing:
+                n = self.settings.max_retries
+                self._clean_up(
+                    now,
+                    StopCCNResult.GENERAL_ERROR,
+                    None,
+                    f"no acknowledgement after {n} retransmissions",
+                    by_peer=False,
+                )
+            self.release_at = now
+            return
+        if self.closing:
+            return
+        if self.setup_deadline is not None and now >= self.setup_deadline:
+            self.stop(now, StopCCNResult.GENERAL_ERROR, None, "control connection setup timed out")
+            return
+        s = self.settings
+        if (
+            self.state is TunnelState.ESTABLISHED
+            and s.hello_interval
+            and not self.hello_outstanding
+            and now >= self.last_received + s.hello_interval
+        ):
+            self.hello_outstanding = True
+            self._send(M.HELLO, [], now, on_acked=self._on_hello_acked)
+        for session in list(self.sessions.values()):
+            if session.deadline is not None and now >= session.deadline:
+                if self.last_call_message + self.setup_timeout > now:
+                    # The peer is still working through call messages (a burst of calls over a
+                    # lossy link): its reply may be queued behind them. Wait for a quiet spell.
+                    session.deadline = self.last_call_message + self.setup_timeout
+                    continue
+                self._close_session(session, now, CDNResult.TIMEOUT, None, "call setup timed out", send=True)
+
+    def _on_hello_acked(self) -> None:
+        self.hello_outstanding = False
+
+    # --- sessions -------------------------------------------------------------------------
+
+    def new_session(self, role: Role, call_type: CallType, now: float) -> Session:
+        session = Session(self.endpoint.allocate_session_id(self), role, call_type)
+        session.deadline = None  # armed when our call message is acknowledged (_await_reply)
+        self.sessions[session.local_session_id] = session
+        return session
+
+    @property
+    def setup_timeout(self) -> float:
+        return max(60.0, 2 * self.settings.retransmission_cycle)
+
+    def _await_reply(self, session: Session) -> Callable[[], None]:
+        """Arm the call's setup timer once the peer acknowledged our message, not while it queued."""
+        session.deadline = None
+
+        def acked() -> None:
+            if session.state is not SessionState.ESTABLISHED and session.local_session_id in self.sessions:
+                session.deadline = self.clock + self.setup_timeout
+
+        return acked
+
+    def open_call(self, session: Session, now: float) -> None:
+        """LOCAL_OPEN of a LAC incoming or LNS outgoing call (7.4.1, 7.5.2)."""
+        self._session_input(session, SI.LOCAL_OPEN, now)
+
+    def _dispatch_call(self, message: ControlMessage, now: float) -> None:
+        if self.state is not TunnelState.ESTABLISHED:
+            self.stop(now, StopCCNResult.FSM_ERROR, None, f"{message.name} before the tunnel is established")
+            return
+        mtype = message.message_type
+        session: Session | None
+        if message.session_id == 0 and mtype in (M.ICRQ, M.OCRQ):
+            self._new_call(message, now)
+            return
+        session = self.sessions.get(message.session_id)
+        if session is None and mtype == M.CDN:
+            # Some peers send CDN to session 0; its Assigned Session ID names the call.
+            peer_sid = message[A.ASSIGNED_SESSION_ID]
+            session = next((s for s in self.sessions.values() if s.peer_session_id == peer_sid), None)
+        if session is None:
+            self.endpoint.count("unknown_session")
+            return
+        if mtype == M.SLI:
+            if session.state is not SessionState.IDLE:
+                self.endpoint.emit(
+                    LinkInfoSet(self.local_tunnel_id, session.local_session_id, message[A.ACCM])
+                )
+            return
+        if mtype == M.WEN:
+            if session.state is not SessionState.IDLE:
+                errors = message[A.CALL_ERRORS]
+                self.endpoint.emit(WanErrorNotified(self.local_tunnel_id, session.local_session_id, errors))
+            return
+        event = _CALL_INPUTS[M(mtype or 0)]
+        if mtype == M.CDN:
+            result = normalise_result(message[A.RESULT_CODE], self.settings.result_code_byte_order)
+            with contextlib.suppress(SessionFsmError):
+                session.transition(event)  # 7.4, 7.5: CDN clears the call in every state
+            self._drop_session(
+                session,
+                result.result_code,
+                result.error_code,
+                result.error_message,
+                by_peer=True,
+                q931=message.get(A.Q931_CAUSE_CODE),
+            )
+            return
+        if mtype == M.ICRP and session.state is SessionState.WAIT_REPLY:
+            session.peer_session_id = message[A.ASSIGNED_SESSION_ID]
+            event = SI.RECV_ICRP_OK
+        elif mtype == M.OCRP and session.state is SessionState.WAIT_REPLY:
+            session.peer_session_id = message[A.ASSIGNED_SESSION_ID]
+            event = SI.RECV_OCRP_OK
+        elif mtype == M.ICCN and session.state is SessionState.WAIT_CONNECT:
+            self._learn_connect(session, message)
+            event = SI.RECV_ICCN_OK
+        elif mtype == M.OCCN and session.state is SessionState.WAIT_CONNECT:
+            self._learn_connect(session, message)
+        self._session_input(session, event, now)
+
+    def _new_call(self, message: ControlMessage, now: float) -> None:
+        incoming = message.message_type == M.ICRQ
+        role, call_type = (Role.LNS, CallType.INCOMING) if incoming else (Role.LAC, CallType.OUTGOING)
+        session = self.new_session(role, call_type, now)
+        session.peer_session_id = message[A.ASSIGNED_SESSION_ID]
+        session.call = _call_info(message)
+        s = self.settings
+        refusal: Refusal | None = None
+        if not (s.accept_incoming_calls if incoming else s.accept_outgoing_calls):
+            refusal = Refusal(
+                CDNResult.PERMANENT_NO_FACILITIES, GeneralError.NO_ERROR, f"{message.name} not accepted here"
+            )
+        elif (s.max_sessions and len(self.sessions) > s.max_sessions) or not self.endpoint.session_allowed():
+            refusal = Refusal(
+                CDNResult.TEMPORARY_NO_FACILITIES, GeneralError.NO_RESOURCES, "session limit reached"
+            )
+        if refusal is not None:
+            self.endpoint.count("calls_refused")
+            ok_bad = SI.RECV_ICRQ_BAD if incoming else SI.RECV_OCRQ_BAD
+            self._session_input(session, ok_bad, now, refusal)
+            return
+        self._session_input(session, SI.RECV_ICRQ_OK if incoming else SI.RECV_OCRQ_OK, now)
+
+    def _learn_connect(self, session: Session, message: ControlMessage) -> None:
+        call = _call_info(message, session.call)
+        session.call = call
+        session.sequencing_required = bool(message.get(A.SEQUENCING_REQUIRED, False))
+        proxy = ProxyInfo(
+            initial_received_lcp_confreq=message.get(A.INITIAL_RECEIVED_LCP_CONFREQ),
+            last_sent_lcp_confreq=message.get(A.LAST_SENT_LCP_CONFREQ),
+            last_received_lcp_confreq=message.get(A.LAST_RECEIVED_LCP_CONFREQ),
+            authen_type=message.get(A.PROXY_AUTHEN_TYPE),
+            authen_name=message.get(A.PROXY_AUTHEN_NAME),
+            authen_challenge=message.get(A.PROXY_AUTHEN_CHALLENGE),
+            authen_id=message.get(A.PROXY_AUTHEN_ID),
+            authen_response=message.get(A.PROXY_AUTHEN_RESPONSE),
+        )
+        session.proxy = proxy if proxy != ProxyInfo() else None
+
+    def _session_input(
+        self, session: Session, event: SessionInput, now: float, refusal: Refusal | None = None
+    ) -> None:
+        try:
+            action = session.transition(event)
+        except SessionFsmError as exc:
+            self._close_session(
+                session, now, CDNResult.GENERAL_ERROR, GeneralError.VENDOR_ERROR, str(exc), send=True
+            )
+            return
+        self._session_action(session, action, now, refusal)
+
+    def _session_action(
+        self, session: Session, action: SessionAction, now: float, refusal: Refusal | None
+    ) -> None:
+        sid = session.local_session_id
+        if action is SessionAction.INITIATE_TUNNEL:
+            if self.state is TunnelState.ESTABLISHED:
+                self._session_input(session, SI.TUNNEL_OPEN, now)
+            else:
+                self.fire(TI.LOCAL_OPEN, now)
+        elif action is SessionAction.SEND_ICRQ:
+            self._send(M.ICRQ, _icrq_avps(sid, session.call), now, on_acked=self._await_reply(session))
+        elif action is SessionAction.SEND_ICRP:
+            self._send(
+                M.ICRP,
+                [(A.ASSIGNED_SESSION_ID, sid)],
+                now,
+                session_id=session.peer_session_id,
+                on_acked=self._await_reply(session),
+            )
+        elif action is SessionAction.SEND_ICCN:
+            self._send(M.ICCN, _connect_avps(session, self.settings), now, session_id=session.peer_session_id)
+            self._established(session)
+        elif action is SessionAction.SEND_OCRQ:
+            self._send(M.OCRQ, _ocrq_avps(sid, session.call), now, on_acked=self._await_reply(session))
+        elif action is SessionAction.SEND_OCRP:
+            self._send(M.OCRP, [(A.ASSIGNED_SESSION_ID, sid)], now, session_id=session.peer_session_id)
+            if self.settings.auto_answer_outgoing:
+                self._session_input(session, SI.BEARER_ANSWER, now)
+        elif action is SessionAction.SEND_OCCN:
+            self._send(M.OCCN, _connect_avps(session, self.settings), now, session_id=session.peer_session_id)
+            self._established(session)
+        elif action is SessionAction.PREPARE_FOR_DATA:
+            self._established(session)
+        elif action is SessionAction.SEND_CDN:
+            r = refusal or Refusal(CDNResult.GENERAL_ERROR, None, "call message in the wrong state")
+            self._close_session(
+                session, now, r.result_code, r.error_code, r.message, send=True, transition=False
+            )
+        elif action is SessionAction.CLEAN_UP:
+            self._drop_session(session, CDNResult.GENERAL_ERROR, None, "clean up", by_peer=True)
+
+    def _established(self, session: Session) -> None:
+        self.endpoint.emit(
+            SessionEstablished(
+                self.local_tunnel_id,
+                session.local_session_id,
+                self.peer_tunnel_id,
+                session.peer_session_id,
+                self.peer,
+                session.role,
+                session.call_type,
+                session.call,
+                session.sequencing_required,
+                session.proxy,
+            )
+        )
+
+    def close_session(
+        self,
+        session: Session,
+        now: float,
+        result_code: int,
+        error_code: int | None,
+        message: str | None,
+        q931: Q931Cause | None = None,
+    ) -> None:
+        """LOCAL_CLOSE (bearer line drop or local close request) of 7.4 and 7.5."""
+        try:
+            action = session.transition(SI.LOCAL_CLOSE)
+        except SessionFsmError:
+            action = SessionAction.SEND_CDN if session.peer_session_id else SessionAction.CLEAN_UP
+        if action is SessionAction.SEND_CDN:
+            self._close_session(
+                session, now, result_code, error_code, message, send=True, transition=False, q931=q931
+            )
+        else:
+            self._drop_session(session, result_code, error_code, message, by_peer=False)
+
+    def _close_session(
+        self,
+        session: Session,
+        now: float,
+        result_code: int,
+        error_code: int | None,
+        message: str | None,
+        *,
+        send: bool,
+        transition: bool = True,
+        q931: Q931Cause | None = None,
+    ) -> None:
+        if transition:
+            session.state = SessionState.IDLE
+        if send and session.peer_session_id:
+            avps: list[AvpItem] = [
+                (A.RESULT_CODE, self._result(result_code, error_code, message)),
+                (A.ASSIGNED_SESSION_ID, session.local_session_id),
+            ]
+            if q931 is not None:
+                avps.append((A.Q931_CAUSE_CODE, q931))
+            self._send(M.CDN, avps, now, session_id=session.peer_session_id)
+            self.endpoint.count("cdn_sent")
+        self._drop_session(session, result_code, error_code, message, by_peer=False, q931=q931)
+
+    def _drop_session(
+        self,
+        session: Session,
+        result_code: int,
+        error_code: int | None,
+        message: str | None,
+        *,
+        by_peer: bool,
+        q931: Q931Cause | None = None,
+    ) -> None:
+        if self.sessions.pop(session.local_session_id, None) is None:
+            return
+        session.state = SessionState.IDLE
+        self.endpoint.emit(
+            SessionClosed(
+                self.local_tunnel_id,
+                session.local_session_id,
+                session.peer_session_id,
+                result_code,
+                error_code,
+                message,
+                q931,
+                by_peer,
+                session.was_established,
+            )
+        )
+
+    def send_link_info(self, session: Session, accm: Accm, now: float) -> None:
+        self._send(M.SLI, [(A.ACCM, accm)], now, session_id=session.peer_session_id)
+
+    def send_wan_error(self, session: Session, errors: CallErrors, now: float) -> None:
+        self._send(M.WEN, [(A.CALL_ERRORS, errors)], now, session_id=session.peer_session_id)
+
+    def answer_call(self, session: Session, now: float, *, success: bool = True) -> None:
+        """The LAC's bearer answered (or failed) an outgoing call (7.5.1)."""
+        self._session_input(session, SI.BEARER_ANSWER if success else SI.BEARER_FAILURE, now)
+
+
+_TUNNEL_HANDLERS: dict[int, Callable[[Tunnel, ControlMessage, float], None]] = {
+    M.SCCRQ: Tunnel._handle_sccrq,
+    M.SCCRP: Tunnel._handle_sccrp,
+    M.SCCCN: Tunnel._handle_scccn,
+    M.StopCCN: Tunnel._handle_stopccn,
+    M.HELLO: Tunnel._handle_hello,
+}
+
+
+def _call_info(message: ControlMessage, base: CallInfo | None = None) -> CallInfo:
+    base = base or CallInfo()
+    g = message.get
+
+    def pick(attr: AvpType, old: Any) -> Any:
+        return g(attr, old)
+
+    return CallInfo(
+        call_serial_number=pick(A.CALL_SERIAL_NUMBER, base.call_serial_number),
+        bearer_type=pick(A.BEARER_TYPE, base.bearer_type),
+        framing_type=pick(A.FRAMING_TYPE, base.framing_type),
+        calling_number=pick(A.CALLING_NUMBER, base.calling_number),
+        called_number=pick(A.CALLED_NUMBER, base.called_number),
+        sub_address=pick(A.SUB_ADDRESS, base.sub_address),
+        physical_channel_id=pick(A.PHYSICAL_CHANNEL_ID, base.physical_channel_id),
+        tx_connect_speed=pick(A.TX_CONNECT_SPEED, base.tx_connect_speed),
+        rx_connect_speed=pick(A.RX_CONNECT_SPEED, base.rx_connect_speed),
+        private_group_id=pick(A.PRIVATE_GROUP_ID, base.private_group_id),
+        minimum_bps=pick(A.MINIMUM_BPS, base.minimum_bps),
+        maximum_bps=pick(A.MAXIMUM_BPS, base.maximum_bps),
+    )
+
+
+def _icrq_avps(session_id: int, call: CallInfo) -> list[AvpItem]:
+    avps: list[AvpItem] = [
+        (A.ASSIGNED_SESSION_ID, session_id),
+        (A.CALL_SERIAL_NUMBER, call.call_serial_number),
+        (A.BEARER_TYPE, BearerCapability(call.bearer_type if call.bearer_type is not None else 0)),
+    ]
+    if call.physical_channel_id is not None:
+        avps.append((A.PHYSICAL_CHANNEL_ID, call.physical_channel_id))
+    if call.calling_number is not None:
+        avps.append((A.CALLING_NUMBER, call.calling_number))
+    if call.called_number is not None:
+        avps.append((A.CALLED_NUMBER, call.called_number))
+    if call.sub_address is not None:
+        avps.append((A.SUB_ADDRESS, call.sub_address))
+    return avps
+
+
+def _ocrq_avps(session_id: int, call: CallInfo) -> list[AvpItem]:
+    avps: list[AvpItem] = [
+        (A.ASSIGNED_SESSION_ID, session_id),
+        (A.CALL_SERIAL_NUMBER, call.call_serial_number),
+        (A.MINIMUM_BPS, call.minimum_bps or 0),
+        (A.MAXIMUM_BPS, call.maximum_bps or 0xFFFFFFFF),
+        (A.BEARER_TYPE, BearerCapability(call.bearer_type or BearerCapability.DIGITAL)),
+        (A.FRAMING_TYPE, FramingCapability(call.framing_type or FramingCapability.SYNC)),
+        (A.CALLED_NUMBER, call.called_number or ""),
+    ]
+    if call.sub_address is not None:
+        avps.append((A.SUB_ADDRESS, call.sub_address))
+    return avps
+
+
+def _connect_avps(session: Session, settings: TunnelSettings) -> list[AvpItem]:
+    """ICCN (6.8) or OCCN (6.11): speed, framing, and for ICCN the proxy AVPs (4.4.5)."""
+    call = session.call
+    avps: list[AvpItem] = [
+        (A.TX_CONNECT_SPEED, call.tx_connect_speed or 100_000_000),
+        (A.FRAMING_TYPE, FramingCapability(call.framing_type or FramingCapability.SYNC)),
+    ]
+    if call.rx_connect_speed is not None:
+        avps.append((A.RX_CONNECT_SPEED, call.rx_connect_speed))
+    proxy = session.proxy
+    if proxy is not None and session.call_type is CallType.INCOMING:
+        for attr, value in (
+            (A.INITIAL_RECEIVED_LCP_CONFREQ, proxy.initial_received_lcp_confreq),
+            (A.LAST_SENT_LCP_CONFREQ, proxy.last_sent_lcp_confreq),
+            (A.LAST_RECEIVED_LCP_CONFREQ, proxy.last_received_lcp_confreq),
+            (A.PROXY_AUTHEN_TYPE, proxy.authen_type),
+            (A.PROXY_AUTHEN_NAME, proxy.authen_name),
+            (A.PROXY_AUTHEN_CHALLENGE, proxy.authen_challenge),
+            (A.PROXY_AUTHEN_ID, proxy.authen_id),
+            (A.PROXY_AUTHEN_RESPONSE, proxy.authen_response),
+        ):
+            if value is not None:
+                avps.append((attr, value))
+    if call.private_group_id is not None and session.call_type is CallType.INCOMING:
+        avps.append((A.PRIVATE_GROUP_ID, call.private_group_id))
+    if settings.sequencing_required or session.sequencing_required:
+        session.sequencing_required = True
+        avps.append((A.SEQUENCING_REQUIRED, True))
+    return avps
+
+
+__all__ = ["TRANSITIONS", "VENDOR_IETF", "Refusal", "Tunnel", "TunnelAction", "TunnelInput", "TunnelState"]
