@@ -39,7 +39,160 @@ def build_parser() -> argparse.ArgumentParser:
     )
     decode.add_argument("hex", nargs="*", help="datagram as hex; read lines of stdin when absent")
     decode.add_argument("--secret", help="shared secret, to reveal hidden AVPs")
+
+    run = sub.add_parser(
+        "run",
+        help="run an LNS or a LAC from a TOML configuration",
+        description="Run an L2TP node (role and everything else from the TOML file); SIGTERM stops it "
+        "cleanly with StopCCN for every tunnel.",
+    )
+    run.add_argument("--config", "-c", required=True, help="TOML configuration file")
+    run.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="override node.log_level"
+    )
+
+    check = sub.add_parser(
+        "check-config",
+        help="validate a TOML configuration",
+        description="Validate a TOML configuration file.",
+    )
+    check.add_argument("config", help="TOML configuration file")
+
+    status = sub.add_parser(
+        "status",
+        help="show tunnels, sessions and counters of a running node",
+        description="Ask a running node (over its control socket) for its tunnels, sessions and counters.",
+    )
+    status.add_argument(
+        "--socket", "-s", default=DEFAULT_SOCKET, help=f"control socket (default {DEFAULT_SOCKET})"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    ctl = sub.add_parser(
+        "ctl",
+        help="send a command to a running node",
+        description="Commands for a running node: open-tunnel PEER, open-session PEER|--tunnel ID, "
+        "close-session TUNNEL SESSION, close-tunnel TUNNEL, stop.",
+    )
+    ctl.add_argument(
+        "--socket", "-s", default=DEFAULT_SOCKET, help=f"control socket (default {DEFAULT_SOCKET})"
+    )
+    ctl.add_argument(
+        "action", choices=["open-tunnel", "open-session", "close-session", "close-tunnel", "stop"]
+    )
+    ctl.add_argument("args", nargs="*", help="PEER[:PORT], or TUNNEL [SESSION]")
+    ctl.add_argument("--tunnel", type=int, help="open-session: place the call on this tunnel")
     return parser
+
+
+DEFAULT_SOCKET = "/run/l2tpfast/l2tpfast.sock"
+
+
+def _run(config_path: str, log_level: str | None) -> int:
+    import asyncio
+    import logging
+
+    from l2tpfast.config import load_config
+    from l2tpfast.errors import ConfigError
+    from l2tpfast.runtime.node import ControlNode
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"l2tpfast: config error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=(log_level or config.log_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    node = ControlNode(config)
+    try:
+        asyncio.run(node.run())
+    except OSError as exc:
+        print(f"l2tpfast: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_config(path: str) -> int:
+    from l2tpfast.config import load_config
+    from l2tpfast.errors import ConfigError
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 2
+    print(f"{path}: ok ({config.role}, listen {config.listen}:{config.port})")
+    return 0
+
+
+def _mgmt(socket_path: str, payload: dict[str, object]) -> object:
+    import asyncio
+
+    from l2tpfast.runtime.node import request
+
+    return asyncio.run(request(socket_path, payload))
+
+
+def _status(socket_path: str, as_json: bool) -> int:
+    import json
+
+    try:
+        result = _mgmt(socket_path, {"cmd": "status"})
+    except (OSError, TimeoutError) as exc:
+        print(f"l2tpfast: cannot reach the node at {socket_path}: {exc}", file=sys.stderr)
+        return 1
+    assert isinstance(result, dict)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return 0
+    node = result["node"]
+    print(f"{node['role']} on {node['listen']} (pid {node['pid']})")
+    print(f"{'tunnel':>13} {'peer':<22} {'state':<14} {'host':<16} {'ns':>5} {'nr':>5} {'retx':>5} sessions")
+    for t in result["tunnels"]:
+        ids = f"{t['local_tunnel_id']}/{t['peer_tunnel_id']}"
+        print(
+            f"{ids:>13} {t['peer']:<22} {t['state']:<14} {t['peer_host_name'][:16]:<16} "
+            f"{t['ns']:>5} {t['nr']:>5} {t['retransmissions']:>5} {len(t['sessions'])}"
+        )
+        for s in t["sessions"]:
+            ids = f"{s['local_session_id']}/{s['peer_session_id']}"
+            print(f"{'':>15}session {ids} {s['role']} {s['call_type']} {s['state']}")
+    counters = result["counters"]
+    if counters:
+        print("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+    return 0
+
+
+def _ctl(socket_path: str, action: str, args: list[str], tunnel: int | None) -> int:
+    import json
+
+    from l2tpfast.errors import L2TPError
+
+    payload: dict[str, object] = {"cmd": action}
+    try:
+        if action in ("open-tunnel", "open-session") and args:
+            host, _, port = args[0].rpartition(":") if args[0].count(":") == 1 else (args[0], "", "")
+            payload["peer"] = host
+            if port:
+                payload["port"] = int(port)
+        if action == "open-session" and tunnel is not None:
+            payload["tunnel_id"] = tunnel
+        if action in ("close-session", "close-tunnel"):
+            payload["tunnel_id"] = int(args[0])
+        if action == "close-session":
+            payload["session_id"] = int(args[1])
+    except (IndexError, ValueError):
+        print(f"l2tpfast ctl {action}: missing or bad arguments (see --help)", file=sys.stderr)
+        return 2
+    try:
+        result = _mgmt(socket_path, payload)
+    except (OSError, TimeoutError, L2TPError) as exc:
+        print(f"l2tpfast ctl {action}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
 
 
 def _avp_label(vendor: int, attr: int) -> str:
@@ -90,6 +243,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "decode":
         return _decode(args.hex, args.secret)
+    if args.command == "run":
+        return _run(args.config, args.log_level)
+    if args.command == "check-config":
+        return _check_config(args.config)
+    if args.command == "status":
+        return _status(args.socket, args.json)
+    if args.command == "ctl":
+        return _ctl(args.socket, args.action, args.args, args.tunnel)
     parser.print_help()
     return 0
 
