@@ -1,0 +1,121 @@
+"""The asyncio shell over real UDP sockets on loopback: two nodes, the management socket, shutdown.
+
+A LAC node dials an LNS node bound to the wildcard address through 127.0.0.3: the tunnel only comes
+up if the LNS answers from 127.0.0.3 (IP_PKTINFO), because the LAC drops datagrams from any other
+address for its tunnel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from l2tpfast.config import parse_config
+from l2tpfast.control.events import SessionEstablished, TunnelClosed, TunnelEstablished
+from l2tpfast.runtime.node import ControlNode, request
+from l2tpfast.runtime.udp import UdpTransport
+
+
+def _free_port() -> int:
+    with UdpTransport("127.0.0.1", 0) as probe:
+        return probe.local_address[1]
+
+
+async def _wait(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def _nodes(tmp_path: Path, lns_port: int, lac_port: int, sessions: int) -> tuple[ControlNode, ControlNode]:
+    lns = ControlNode(
+        parse_config(
+            {
+                "node": {
+                    "role": "lns",
+                    "listen": "0.0.0.0",
+                    "port": lns_port,
+                    "control_socket": str(tmp_path / "lns.sock"),
+                },
+                "tunnel": {"host_name": "lns", "secret": "s3cret", "hide_avps": True},
+            }
+        )
+    )
+    lac = ControlNode(
+        parse_config(
+            {
+                "node": {
+                    "role": "lac",
+                    "listen": "127.0.0.1",
+                    "port": lac_port,
+                    "control_socket": str(tmp_path / "lac.sock"),
+                },
+                "tunnel": {"host_name": "lac", "secret": "s3cret"},
+                "lac": {"lns": "127.0.0.3", "lns_port": lns_port, "sessions": sessions},
+            }
+        )
+    )
+    return lns, lac
+
+
+def test_two_nodes_over_loopback(tmp_path: Path) -> None:
+    async def main() -> None:
+        lns, lac = _nodes(tmp_path, _free_port(), _free_port(), sessions=3)
+        lns_events: list[object] = []
+        lac_events: list[object] = []
+        lns.on_event = lns_events.append
+        lac.on_event = lac_events.append
+        await lns.start()
+        await lac.start()
+        try:
+            await _wait(lambda: sum(isinstance(e, SessionEstablished) for e in lns_events) == 3)
+            await _wait(lambda: sum(isinstance(e, SessionEstablished) for e in lac_events) == 3)
+            up = next(e for e in lac_events if isinstance(e, TunnelEstablished))
+            assert up.peer[0] == "127.0.0.3"  # the LNS answered from the address we dialled
+            status = await request(str(tmp_path / "lns.sock"), {"cmd": "status"})
+            (tunnel,) = status["tunnels"]
+            assert tunnel["state"] == "established"
+            assert tunnel["local"] == "127.0.0.3"
+            assert len(tunnel["sessions"]) == 3
+            assert {s["state"] for s in tunnel["sessions"]} == {"established"}
+            # ctl: close one session from the LAC side, the LNS sees it go.
+            lac_status = await request(str(tmp_path / "lac.sock"), {"cmd": "status"})
+            lac_tunnel = lac_status["tunnels"][0]
+            sid = lac_tunnel["sessions"][0]["local_session_id"]
+            await request(
+                str(tmp_path / "lac.sock"),
+                {"cmd": "close-session", "tunnel_id": lac_tunnel["local_tunnel_id"], "session_id": sid},
+            )
+            await _wait(lambda: len(lns.endpoint.tunnels[tunnel["local_tunnel_id"]].sessions) == 2)
+            # Shutdown of the LAC: StopCCN (result 6), acknowledged, and the LNS reports it.
+            await lac.shutdown(timeout=3.0)
+            await _wait(lambda: any(isinstance(e, TunnelClosed) for e in lns_events))
+            closed = next(e for e in lns_events if isinstance(e, TunnelClosed))
+            assert closed.by_peer and closed.result_code == 6
+            assert not lac.endpoint.tunnels or all(t.closing for t in lac.endpoint.tunnels.values())
+        finally:
+            lac.close()
+            lns.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_bad_command_is_an_error_reply(tmp_path: Path) -> None:
+    async def main() -> None:
+        lns, _ = _nodes(tmp_path, _free_port(), _free_port(), sessions=0)
+        await lns.start()
+        try:
+            with pytest.raises(Exception, match="unknown command"):
+                await request(str(tmp_path / "lns.sock"), {"cmd": "explode"})
+            with pytest.raises(Exception, match="no open tunnel"):
+                await request(str(tmp_path / "lns.sock"), {"cmd": "close-tunnel", "tunnel_id": 4242})
+        finally:
+            lns.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
