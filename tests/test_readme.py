@@ -27,3 +27,17 @@ def test_decode_example_runs() -> None:
         check=False,
     )
     assert out.returncode == 0 and out.stdout.startswith("HELLO"), out.stdout + out.stderr
+
+
+def test_example_configs_are_valid() -> None:
+    examples = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.toml"))
+    assert len(examples) >= 2
+    for path in examples:
+        out = subprocess.run(
+            [sys.executable, "-m", "l2tpfast", "check-config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr

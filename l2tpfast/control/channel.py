@@ -217,13 +217,13 @@ class ControlChannel(Generic[T]):
         return delivered
 
     def _process_nr(self, nr: int, now: float) -> None:
-        if not self._flight:
-            if nr != self.ns:
-                self.stats.bad_nr += 1
-            return
-        # Nr may only acknowledge what we sent: between the oldest outstanding Ns and our next Ns.
-        if seq_diff(nr, self._flight[0].ns) < 0 or seq_diff(nr, self.ns) > 0:
+        # Nr may only acknowledge what we sent: never past our next Ns.
+        if seq_diff(nr, self.ns) > 0:
             self.stats.bad_nr += 1
+            return
+        # RFC 2661 5.8: Nr is cumulative, so an Nr at or before the oldest outstanding Ns comes from
+        # a datagram the link delayed or duplicated; it acknowledges nothing new and is no fault.
+        if not self._flight or seq_diff(nr, self._flight[0].ns) <= 0:
             return
         acked = False
         while self._flight and seq_diff(nr, self._flight[0].ns) > 0:

@@ -376,11 +376,19 @@ class Endpoint:
         self._after(tunnel)
 
     def answer_call(
-        self, local_tunnel_id: int, local_session_id: int, now: float, *, success: bool = True
+        self,
+        local_tunnel_id: int,
+        local_session_id: int,
+        now: float,
+        *,
+        success: bool = True,
+        result_code: int = CDNResult.NO_CARRIER,
+        message: str | None = None,
     ) -> None:
-        """LAC: the bearer of an outgoing call answered (OCCN) or failed (CDN) (7.5.1)."""
+        """LAC: the bearer of an outgoing call answered (OCCN) or failed (CDN, ``result_code``) (7.5.1)."""
         tunnel = self._get(local_tunnel_id)
-        tunnel.answer_call(self._session(tunnel, local_session_id), now, success=success)
+        session = self._session(tunnel, local_session_id)
+        tunnel.answer_call(session, now, success=success, result_code=result_code, message=message)
         self._after(tunnel)
 
     def send_link_info(self, local_tunnel_id: int, local_session_id: int, accm: Accm, now: float) -> None:
@@ -429,6 +437,7 @@ class Endpoint:
                     "ns": t.channel.ns,
                     "nr": t.channel.nr,
                     "cwnd": t.channel.cwnd,
+                    "idle": t.channel.idle,
                     "peer_window": t.channel.peer_window,
                     "retransmissions": st.retransmissions,
                     "duplicates": st.duplicates,

@@ -191,9 +191,11 @@ class Session:
     """One call on a tunnel: its IDs, its machine, and what the call messages said."""
 
     __slots__ = (
+        "announced",
         "call",
         "call_type",
         "deadline",
+        "give_up_at",
         "local_session_id",
         "peer_session_id",
         "proxy",
@@ -215,8 +217,13 @@ class Session:
         self.proxy: ProxyInfo | None = None
         self.sequencing_required = False
         self.was_established = False
+        #: Our Assigned Session ID went to the peer (ICRQ or OCRQ sent): it knows the call even
+        #: before we know its Session ID, so clearing the call needs a CDN (RFC 2661 4.4.4).
+        self.announced = False
         #: Setup deadline: a call not established by then is cleared (nothing stays half-open).
         self.deadline: float | None = None
+        #: However busy the peer is with other calls, the setup wait ends by then.
+        self.give_up_at: float | None = None
 
     def transition(self, event: SessionInput) -> SessionAction:
         """Apply one input; return the action the tunnel must carry out."""

@@ -202,14 +202,20 @@ def _swap16(value: int) -> int:
 def normalise_result(result: ResultCode, order: ByteOrder) -> ResultCode:
     """Undo little-endian Result and Error Codes (some Apple clients send them so)."""
 
-    def fix(value: int | None) -> int | None:
-        if value is None:
-            return None
-        if order is ByteOrder.LITTLE or (order is ByteOrder.AUTO and value > 0xFF and _swap16(value) <= 0xFF):
-            return _swap16(value)
-        return value
+    def looks_swapped(value: int) -> bool:
+        return value > 0xFF and _swap16(value) <= 0xFF
 
-    return ResultCode(fix(result.result_code) or 0, fix(result.error_code), result.error_message)
+    swap = order is ByteOrder.LITTLE
+    if order is ByteOrder.AUTO:
+        # RFC 2661 4.4.2: every Result Code is small (1..11), so it alone tells the peer's byte
+        # order; the Error Code follows it, since one can be large (StopCCN result 5 carries the
+        # highest version supported, 1.0 = 0x0100). Only a reserved Result Code 0 tells nothing.
+        code = result.result_code
+        swap = looks_swapped(code) if code else looks_swapped(result.error_code or 0)
+    if not swap:
+        return result
+    error = None if result.error_code is None else _swap16(result.error_code)
+    return ResultCode(_swap16(result.result_code), error, result.error_message)
 
 
 class BadMessage:
@@ -328,7 +334,10 @@ class Tunnel:
         allowed = MESSAGE_RULES[message_type].allowed
         # A peer profile may leave optional AVPs out for peers that choke on them.
         items = [item for item in avps if not (isinstance(item, tuple) and item[0] in s.omit_avps)]
-        hide = s.hidden_types() & allowed
+        # RFC 2661 4.3 lets any hideable AVP be hidden, but in SCCRQ and SCCRP the receiver may pick
+        # the secret by our Host Name in that same message: xl2tpd, for one, unhides nothing there.
+        # Identifiers in later messages (sessions, calls) are hidden.
+        hide = s.hidden_types() & allowed if message_type not in (M.SCCRQ, M.SCCRP) else frozenset()
         message = build_message(
             message_type,
             items,
@@ -341,8 +350,10 @@ class Tunnel:
         self.channel.send(message, now, on_acked)
 
     def _result(self, result_code: int, error_code: int | None, message: str | None) -> ResultCode:
-        if message and error_code is None:
-            error_code = GeneralError.NO_ERROR  # 4.4.2: an Error Message rides behind an Error Code
+        if error_code is None:
+            # 4.4.2 makes the Error Code optional, but xl2tpd before 1.3.14 (and clients built on it)
+            # reject a Result Code AVP without one; 0 ("no general error") costs two octets.
+            error_code = GeneralError.NO_ERROR
         if self.settings.result_code_byte_order is ByteOrder.LITTLE:
             result_code = _swap16(result_code)
             error_code = None if error_code is None else _swap16(error_code)
@@ -398,7 +409,10 @@ class Tunnel:
             elif bad.peer_session_id:
                 # A call request we cannot accept: refuse the call it names (7.4.2 "not acceptable").
                 result = self._result(CDNResult.GENERAL_ERROR, exc.error_code, exc.message)
-                avps: list[AvpItem] = [(A.RESULT_CODE, result), (A.ASSIGNED_SESSION_ID, 0)]
+                # RFC 2661 4.4.4: an Assigned Session ID is non-zero. The refused call gets one
+                # that names it for the peer; nothing is kept, so nothing is left half-open.
+                refused_sid = self.endpoint.allocate_session_id(self)
+                avps: list[AvpItem] = [(A.RESULT_CODE, result), (A.ASSIGNED_SESSION_ID, refused_sid)]
                 self._send(M.CDN, avps, now, session_id=bad.peer_session_id)
                 self.endpoint.count("cdn_sent")
             else:
@@ -412,6 +426,7 @@ class Tunnel:
         if found is None:
             self.stop(now, StopCCNResult.FSM_ERROR, None, f"{event.value} in state {self.state.value}")
             return
+        was_established = self.state is TunnelState.ESTABLISHED
         action, self.state = found
         if action is TA.SEND_SCCRQ:
             self._send_sccrq(now)
@@ -420,6 +435,12 @@ class Tunnel:
         elif action is TA.SEND_SCCCN:
             self._send_scccn(now)
             self._tunnel_open(now)
+        elif action is TA.TUNNEL_OPEN and was_established:
+            # RFC 2661 7.2.1 established, local open (new call): only the waiting sessions hear of
+            # it; TunnelEstablished went out once, when the tunnel came up.
+            for session in list(self.sessions.values()):
+                if session.state is SessionState.WAIT_TUNNEL:
+                    self._session_input(session, SI.TUNNEL_OPEN, now)
         elif action is TA.TUNNEL_OPEN:
             self._tunnel_open(now)
         elif action is TA.SEND_STOPCCN:
@@ -433,9 +454,17 @@ class Tunnel:
 
     # --- 7.2.1 messages -------------------------------------------------------------
 
-    def _common_avps(self) -> list[AvpItem]:
+    def _common_avps(self, response_type: MessageType | None = None) -> list[AvpItem]:
+        """SCCRQ/SCCRP AVPs. Challenge and Challenge Response go first, before any hidden AVP:
+        xl2tpd looks its secret up only when it meets them, and unhides nothing before that."""
         s = self.settings
-        avps: list[AvpItem] = [
+        avps: list[AvpItem] = []
+        if s.secret:
+            # 5.1.1: with a secret we always challenge the peer.
+            self.challenge = self.endpoint.urandom(16)
+            avps.append((A.CHALLENGE, self.challenge))
+        avps += self._response(response_type)
+        avps += [
             (A.PROTOCOL_VERSION, PROTOCOL_VERSION),
             (A.HOST_NAME, s.host_name),
             (A.FRAMING_CAPABILITIES, FramingCapability(s.framing_capabilities)),
@@ -445,11 +474,18 @@ class Tunnel:
             (A.FIRMWARE_REVISION, s.firmware_revision),
             (A.VENDOR_NAME, s.vendor_name),
         ]
-        if s.secret:
-            # 5.1.1: with a secret we always challenge the peer.
-            self.challenge = self.endpoint.urandom(16)
-            avps.append((A.CHALLENGE, self.challenge))
         return [a for a in avps if not (isinstance(a, tuple) and a[0] in s.omit_avps)]
+
+    def _response(self, message_type: MessageType | None) -> list[AvpItem]:
+        """The Challenge Response to the peer's Challenge (5.1.1), if it sent one."""
+        if message_type is None or self.peer_challenge is None or not self.settings.secret:
+            return []
+        return [
+            (
+                A.CHALLENGE_RESPONSE,
+                challenge_response(message_type, self.settings.secret, self.peer_challenge),
+            )
+        ]
 
     def _send_sccrq(self, now: float) -> None:
         avps = self._common_avps()
@@ -459,20 +495,10 @@ class Tunnel:
         self._send(M.SCCRQ, avps, now)
 
     def _send_sccrp(self, now: float) -> None:
-        avps = self._common_avps()
-        if self.peer_challenge is not None and self.settings.secret:
-            avps.append(
-                (A.CHALLENGE_RESPONSE, challenge_response(M.SCCRP, self.settings.secret, self.peer_challenge))
-            )
-        self._send(M.SCCRP, avps, now)
+        self._send(M.SCCRP, self._common_avps(M.SCCRP), now)
 
     def _send_scccn(self, now: float) -> None:
-        avps: list[AvpItem] = []
-        if self.peer_challenge is not None and self.settings.secret:
-            avps.append(
-                (A.CHALLENGE_RESPONSE, challenge_response(M.SCCCN, self.settings.secret, self.peer_challenge))
-            )
-        self._send(M.SCCCN, avps, now)
+        self._send(M.SCCCN, self._response(M.SCCCN), now)
 
     def check_peer_start(self, message: ControlMessage) -> Refusal | None:
         """Acceptability of an SCCRQ or SCCRP (4.4.3 version, 5.1.1 authentication); learn the peer."""
@@ -526,6 +552,11 @@ class Tunnel:
         self.fire(TI.RECV_SCCCN_BAD if refusal else TI.RECV_SCCCN_OK, now, refusal)
 
     def _handle_stopccn(self, message: ControlMessage, now: float) -> None:
+        if not self.peer_tunnel_id:
+            # RFC 2661 4.4.3: the Assigned Tunnel ID of a StopCCN names the sender's tunnel "even if
+            # a StopCCN is sent before an Assigned Tunnel ID AVP is received" (a refused SCCRQ):
+            # our ack must go to that tunnel, not to Tunnel ID 0.
+            self.peer_tunnel_id = self.channel.peer_tunnel_id = message[A.ASSIGNED_TUNNEL_ID]
         result = normalise_result(message[A.RESULT_CODE], self.settings.result_code_byte_order)
         self.fire(
             TI.RECV_STOPCCN, now, Refusal(result.result_code, result.error_code, result.error_message or "")
@@ -633,13 +664,17 @@ class Tunnel:
             and now >= self.last_received + s.hello_interval
         ):
             self.hello_outstanding = True
+            self.endpoint.count("hello_sent")
             self._send(M.HELLO, [], now, on_acked=self._on_hello_acked)
         for session in list(self.sessions.values()):
             if session.deadline is not None and now >= session.deadline:
-                if self.last_call_message + self.setup_timeout > now:
+                limit = session.give_up_at if session.give_up_at is not None else now
+                if self.last_call_message + self.setup_timeout > now and now < limit:
                     # The peer is still working through call messages (a burst of calls over a
-                    # lossy link): its reply may be queued behind them. Wait for a quiet spell.
-                    session.deadline = self.last_call_message + self.setup_timeout
+                    # lossy link): its reply may be queued behind them. Wait for a quiet spell,
+                    # but not for ever: a peer that keeps placing other calls would otherwise
+                    # keep this one half-open as long as the tunnel lives.
+                    session.deadline = min(self.last_call_message + self.setup_timeout, limit)
                     continue
                 self._close_session(session, now, CDNResult.TIMEOUT, None, "call setup timed out", send=True)
 
@@ -665,6 +700,7 @@ class Tunnel:
         def acked() -> None:
             if session.state is not SessionState.ESTABLISHED and session.local_session_id in self.sessions:
                 session.deadline = self.clock + self.setup_timeout
+                session.give_up_at = self.clock + 2 * self.setup_timeout
 
         return acked
 
@@ -788,6 +824,7 @@ class Tunnel:
             else:
                 self.fire(TI.LOCAL_OPEN, now)
         elif action is SessionAction.SEND_ICRQ:
+            session.announced = True
             self._send(M.ICRQ, _icrq_avps(sid, session.call), now, on_acked=self._await_reply(session))
         elif action is SessionAction.SEND_ICRP:
             self._send(
@@ -801,6 +838,7 @@ class Tunnel:
             self._send(M.ICCN, _connect_avps(session, self.settings), now, session_id=session.peer_session_id)
             self._established(session)
         elif action is SessionAction.SEND_OCRQ:
+            session.announced = True
             self._send(M.OCRQ, _ocrq_avps(sid, session.call), now, on_acked=self._await_reply(session))
         elif action is SessionAction.SEND_OCRP:
             self._send(M.OCRP, [(A.ASSIGNED_SESSION_ID, sid)], now, session_id=session.peer_session_id)
@@ -848,7 +886,8 @@ class Tunnel:
         try:
             action = session.transition(SI.LOCAL_CLOSE)
         except SessionFsmError:
-            action = SessionAction.SEND_CDN if session.peer_session_id else SessionAction.CLEAN_UP
+            known = session.peer_session_id or session.announced
+            action = SessionAction.SEND_CDN if known else SessionAction.CLEAN_UP
         if action is SessionAction.SEND_CDN:
             self._close_session(
                 session, now, result_code, error_code, message, send=True, transition=False, q931=q931
@@ -870,7 +909,9 @@ class Tunnel:
     ) -> None:
         if transition:
             session.state = SessionState.IDLE
-        if send and session.peer_session_id:
+        # RFC 2661 4.4.4: a CDN may go before the peer's Assigned Session ID is known (to Session
+        # ID 0); our Assigned Session ID in it names the call. A call never announced needs none.
+        if send and (session.peer_session_id or session.announced):
             avps: list[AvpItem] = [
                 (A.RESULT_CODE, self._result(result_code, error_code, message)),
                 (A.ASSIGNED_SESSION_ID, session.local_session_id),
@@ -914,9 +955,22 @@ class Tunnel:
     def send_wan_error(self, session: Session, errors: CallErrors, now: float) -> None:
         self._send(M.WEN, [(A.CALL_ERRORS, errors)], now, session_id=session.peer_session_id)
 
-    def answer_call(self, session: Session, now: float, *, success: bool = True) -> None:
+    def answer_call(
+        self,
+        session: Session,
+        now: float,
+        *,
+        success: bool = True,
+        result_code: int = CDNResult.NO_CARRIER,
+        message: str | None = None,
+    ) -> None:
         """The LAC's bearer answered (or failed) an outgoing call (7.5.1)."""
-        self._session_input(session, SI.BEARER_ANSWER if success else SI.BEARER_FAILURE, now)
+        if success:
+            self._session_input(session, SI.BEARER_ANSWER, now)
+            return
+        # RFC 2661 4.4.2: a failed call says why (7 no carrier, 8 busy, 9 no dial tone, ...).
+        why = Refusal(result_code, None, message or "bearer failure")
+        self._session_input(session, SI.BEARER_FAILURE, now, why)
 
 
 _TUNNEL_HANDLERS: dict[int, Callable[[Tunnel, ControlMessage, float], None]] = {

@@ -8,6 +8,7 @@ address for its tunnel.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,6 +117,43 @@ def test_bad_command_is_an_error_reply(tmp_path: Path) -> None:
             with pytest.raises(Exception, match="no open tunnel"):
                 await request(str(tmp_path / "lns.sock"), {"cmd": "close-tunnel", "tunnel_id": 4242})
         finally:
+            lns.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_ipv6_tunnel_over_loopback(tmp_path: Path) -> None:
+    """RFC 2661 8.1 over IPv6: an LNS on the IPv6 wildcard answers from ::1, where it was reached."""
+    if not socket.has_ipv6:
+        pytest.skip("this Python has no IPv6 support")
+    try:
+        with UdpTransport("::1", 0) as probe:
+            lns_port = probe.local_address[1]
+        with UdpTransport("::1", 0) as probe:
+            lac_port = probe.local_address[1]
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+
+    async def main() -> None:
+        lns = ControlNode(parse_config({"node": {"role": "lns", "listen": "::", "port": lns_port}}))
+        lac = ControlNode(
+            parse_config(
+                {
+                    "node": {"role": "lac", "listen": "::1", "port": lac_port},
+                    "lac": {"lns": "::1", "lns_port": lns_port, "sessions": 2},
+                }
+            )
+        )
+        events: list[object] = []
+        lac.on_event = events.append
+        await lns.start()
+        await lac.start()
+        try:
+            await _wait(lambda: sum(isinstance(e, SessionEstablished) for e in events) == 2)
+            (tunnel,) = lns.endpoint.tunnels.values()
+            assert tunnel.peer == ("::1", lac_port) and tunnel.local == "::1"
+        finally:
+            lac.close()
             lns.close()
 
     asyncio.run(asyncio.wait_for(main(), 30))
