@@ -68,6 +68,8 @@ class Endpoint:
         self._heap: list[tuple[float, int]] = []
         self._by_request: dict[tuple[Address, int], int] = {}
         self._call_serial = self.rng.randrange(1, 1 << 16)
+        #: (peer host, Tie Breaker value) of SCCRQs that lost to ours, and when (4.4.3).
+        self._beaten: dict[tuple[str, int], float] = {}
         #: Sessions of a tunnel that lost the tie breaker, by peer host, until the peer's tunnel exists.
         self._requeued: dict[str, list[Session]] = {}
 
@@ -196,6 +198,16 @@ class Endpoint:
         except RemoteProtocolError:
             self.count("bad_sccrq")  # nobody to answer: no tunnel, and the peer's ID is unreadable
             return
+        if message.message_type == MessageType.StopCCN:
+            # A peer that closes before it learnt our Tunnel ID names its own (4.4.3 Assigned
+            # Tunnel ID); the tunnel is ours if that peer gave us that ID.
+            assigned = message[A.ASSIGNED_TUNNEL_ID]
+            for tunnel in list(self.tunnels.values()):
+                if tunnel.peer[0] == addr[0] and tunnel.peer_tunnel_id == assigned:
+                    header, offset = parse_header(data)
+                    tunnel.receive(data, header, offset, now)
+                    self._after(tunnel)
+                    return
         if message.message_type != MessageType.SCCRQ:
             self.count("unknown_tunnel")
             return
@@ -244,21 +256,45 @@ class Endpoint:
     def _tie_lost_by_peer(self, message: ControlMessage, addr: Address, now: float) -> bool:
         """RFC 2661 4.4.3. True when the peer's SCCRQ loses to ours and must be ignored."""
         theirs: int | None = message.get(A.TIE_BREAKER)
+        if theirs is not None and (addr[0], theirs) in self._beaten:
+            return True  # a retransmission of an SCCRQ that already lost
         for tunnel in list(self.tunnels.values()):
-            if not (
-                tunnel.initiator and tunnel.state is TunnelState.WAIT_CTL_REPLY and tunnel.peer[0] == addr[0]
-            ):
+            if not (tunnel.initiator and tunnel.peer[0] == addr[0] and not tunnel.closing):
                 continue
+            # Our SCCRQ is still unanswered, or was answered so recently that this SCCRQ crossed it.
+            crossing = tunnel.state is TunnelState.WAIT_CTL_REPLY or (
+                tunnel.state is TunnelState.ESTABLISHED and now - tunnel.created < tunnel.setup_timeout
+            )
             ours = tunnel.tie_breaker
-            if ours is None and theirs is None:
+            if not crossing or (ours is None and theirs is None):
                 continue  # neither asked for one tunnel: two tunnels it is
             if theirs is None or (ours is not None and ours < theirs):
+                self._remember_beaten(addr[0], theirs, now)
                 return True
-            # We lose (or tie: 4.4.3 says both discard theirs, and we still answer theirs).
+            if tunnel.state is not TunnelState.WAIT_CTL_REPLY:
+                continue  # ours is up and theirs would win: too late to discard an established tunnel
+            # We lose: discard ours, answer theirs.
             tunnel.fire(TunnelInput.RECV_SCCRQ_LOSE_TIE, now)
             if ours == theirs:
+                # 4.4.3: equal values, both sides discard. Try again with a fresh value (7.2.1
+                # "re-queue SCCRQ"): the calls that waited for the old tunnel go to the new one.
+                self._redial(tunnel.peer, now)
                 return True
         return False
+
+    def _remember_beaten(self, host: str, tie_breaker: int | None, now: float) -> None:
+        if tie_breaker is None:
+            return
+        horizon = now - 2 * self.settings.tunnel.retransmission_cycle
+        for key in [k for k, t in self._beaten.items() if t < horizon]:
+            del self._beaten[key]
+        self._beaten[(host, tie_breaker)] = now
+
+    def _redial(self, peer: Address, now: float) -> None:
+        sessions = self._requeued.pop(peer[0], [])
+        tunnel = self.tunnels[self.open_tunnel(peer, now)]
+        for session in sessions:
+            tunnel.sessions[session.local_session_id] = session
 
     def requeue(self, loser: Tunnel, now: float) -> None:
         """Our SCCRQ lost the tie: drop our tunnel silently, its sessions wait for the peer's (4.4.3)."""
@@ -365,9 +401,10 @@ class Endpoint:
         message: str | None = None,
     ) -> None:
         """Tear a tunnel down with StopCCN (5.7), which clears all its sessions."""
+        tunnel = self.tunnels.get(local_tunnel_id)
+        if tunnel is not None and tunnel.closing:
+            return  # already on its way down
         tunnel = self._get(local_tunnel_id)
-        if tunnel.closing:
-            return
         tunnel.fire(
             TunnelInput.ADMIN_CLOSE,
             now,

@@ -21,6 +21,7 @@ codec becomes StopCCN, CDN or a silent drop according to its scope (4.1).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -264,14 +265,7 @@ class Tunnel:
         self.initiator = initiator
         self.state = TunnelState.IDLE
         self.channel: ControlChannel[ControlMessage | BadMessage] = ControlChannel(
-            ChannelSettings(
-                retransmit_initial=settings.retransmit_initial,
-                retransmit_cap=settings.retransmit_cap,
-                max_retries=settings.max_retries,
-                ack_delay=settings.ack_delay,
-                receive_window=settings.receive_window,
-            ),
-            peer_alive=self._peer_alive,
+            _channel_settings(settings), peer_alive=self._peer_alive
         )
         self.sessions: dict[int, Session] = {}
         self.peer_host_name = ""
@@ -288,6 +282,7 @@ class Tunnel:
         #: Set once StopCCN went out or came in; the tunnel lingers only to ack (5.7).
         self.closing = False
         self._closed_reported = False
+        self._pending_stop: tuple[int, int | None, str | None] | None = None
         self.release_at: float | None = None
         self.setup_deadline: float | None = now + self.setup_timeout
         self._scheduled: float | None = None
@@ -301,8 +296,13 @@ class Tunnel:
         """The datagram comes from this tunnel's peer (address and port)."""
         if addr == self.peer:
             return True
-        # RFC 2661 8.1: the recipient of our SCCRQ may answer from another port; take it then.
-        return self.initiator and self.state is TunnelState.WAIT_CTL_REPLY and addr[0] == self.peer[0]
+        # RFC 2661 8.1: the recipient of our SCCRQ may answer from another port; take it then
+        # (also after we gave up on the tunnel, so that its late SCCRP still gets our StopCCN).
+        return (
+            self.initiator
+            and (self.state is TunnelState.WAIT_CTL_REPLY or self.peer_tunnel_id == 0)
+            and addr[0] == self.peer[0]
+        )
 
     def _peer_alive(self, since: float) -> bool:
         return self.last_received > since
@@ -379,6 +379,8 @@ class Tunnel:
                 # 5.7: after StopCCN we only acknowledge; a StopCCN from the peer ends the wait.
                 if isinstance(delivered, ControlMessage) and delivered.message_type == M.StopCCN:
                     self.release_at = now + self.settings.retransmission_cycle
+                elif isinstance(delivered, ControlMessage) and delivered.message_type == M.SCCRP:
+                    self._stop_late_reply(delivered, now)
                 continue
             self._deliver(delivered, now)
 
@@ -507,6 +509,8 @@ class Tunnel:
         self.channel.peer_tunnel_id = self.peer_tunnel_id
         self.peer_host_name = message[A.HOST_NAME]
         self.peer_vendor_name = message.get(A.VENDOR_NAME)
+        if self.initiator:
+            self._apply_host_profile()
         if A.RECEIVE_WINDOW_SIZE in message:
             self.channel.set_peer_window(message[A.RECEIVE_WINDOW_SIZE])
         self.peer_challenge = message.get(A.CHALLENGE)
@@ -521,6 +525,16 @@ class Tunnel:
                 StopCCNResult.NOT_AUTHORIZED, None, "challenged, but no tunnel secret is configured"
             )
         return None
+
+    def _apply_host_profile(self) -> None:
+        """A tunnel we opened learns the peer's Host Name from SCCRP: apply profiles matching it.
+
+        The secret stays the one our SCCRQ's Challenge was made with (5.1.1)."""
+        settings = self.endpoint.settings.for_peer(self.peer[0], self.peer_host_name)
+        if settings == self.settings:
+            return
+        self.settings = dataclasses.replace(settings, secret=self.settings.secret)
+        self.channel.settings = _channel_settings(self.settings)
 
     def check_response(self, message: ControlMessage, reply_type: MessageType) -> Refusal | None:
         """5.1.1: the reply to our Challenge must carry MD5(type, secret, challenge)."""
@@ -608,9 +622,30 @@ class Tunnel:
                 on_acked=self._release_now,
             )
             self.release_at = None
+        elif self.initiator:
+            # The peer has our SCCRQ but we lack its Tunnel ID: wait one retransmission cycle for
+            # its SCCRP and answer that with this StopCCN, so that it is not left half-open.
+            self._pending_stop = (result_code, error_code, message)
+            self.release_at = now + self.settings.retransmission_cycle
         else:
             self.release_at = now  # nobody to tell: the peer never gave its Tunnel ID
         self._clean_up(now, result_code, error_code, message, by_peer=False)
+
+    def _stop_late_reply(self, message: ControlMessage, now: float) -> None:
+        if self._pending_stop is None or A.ASSIGNED_TUNNEL_ID not in message:
+            return
+        result_code, error_code, text = self._pending_stop
+        self._pending_stop = None
+        self.peer_tunnel_id = self.channel.peer_tunnel_id = message[A.ASSIGNED_TUNNEL_ID]
+        self._send(
+            M.StopCCN,
+            [
+                (A.ASSIGNED_TUNNEL_ID, self.local_tunnel_id),
+                (A.RESULT_CODE, self._result(result_code, error_code, text)),
+            ],
+            now,
+            on_acked=self._release_now,
+        )
 
     def _release_now(self) -> None:
         self.release_at = 0.0  # due at once: the endpoint's next timer run releases it
@@ -844,6 +879,9 @@ class Tunnel:
             self._send(M.OCRP, [(A.ASSIGNED_SESSION_ID, sid)], now, session_id=session.peer_session_id)
             if self.settings.auto_answer_outgoing:
                 self._session_input(session, SI.BEARER_ANSWER, now)
+            else:
+                # 7.5.1 wait-cs-answer: "a timer expires waiting for the call to complete" -> CDN.
+                session.deadline = now + self.setup_timeout
         elif action is SessionAction.SEND_OCCN:
             self._send(M.OCCN, _connect_avps(session, self.settings), now, session_id=session.peer_session_id)
             self._established(session)
@@ -971,6 +1009,16 @@ class Tunnel:
         # RFC 2661 4.4.2: a failed call says why (7 no carrier, 8 busy, 9 no dial tone, ...).
         why = Refusal(result_code, None, message or "bearer failure")
         self._session_input(session, SI.BEARER_FAILURE, now, why)
+
+
+def _channel_settings(settings: TunnelSettings) -> ChannelSettings:
+    return ChannelSettings(
+        retransmit_initial=settings.retransmit_initial,
+        retransmit_cap=settings.retransmit_cap,
+        max_retries=settings.max_retries,
+        ack_delay=settings.ack_delay,
+        receive_window=settings.receive_window,
+    )
 
 
 _TUNNEL_HANDLERS: dict[int, Callable[[Tunnel, ControlMessage, float], None]] = {
