@@ -22,7 +22,7 @@ import heapq
 import os
 import random
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import NamedTuple
 
 from l2tpfast.control.events import Address, CallInfo, CallType, Event, ProxyInfo, Role
@@ -81,15 +81,15 @@ class Endpoint:
     def count(self, what: str, n: int = 1) -> None:
         self.counters[what] += n
 
-    def allocate_session_id(self, tunnel: Tunnel) -> int:
+    def allocate_session_id(self, in_use: Collection[int], local_tunnel_id: int) -> int:
         """A random, non-zero Session ID unused in this tunnel (RFC 2661 3.1: chosen locally)."""
         for _ in range(64):
             sid = self.rng.randrange(1, 1 << 16)
-            if sid not in tunnel.sessions:
+            if sid not in in_use:
                 return sid
-        free = set(range(1, 1 << 16)) - tunnel.sessions.keys()
+        free = set(range(1, 1 << 16)) - set(in_use)
         if not free:
-            raise LocalProtocolError(f"tunnel {tunnel.local_tunnel_id} has no free Session ID")
+            raise LocalProtocolError(f"tunnel {local_tunnel_id} has no free Session ID")
         return min(free)
 
     def _allocate_tunnel_id(self) -> int:
