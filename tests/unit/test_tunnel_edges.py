@@ -20,6 +20,7 @@ from l2tpfast.control.settings import EndpointSettings, PeerProfile, TunnelSetti
 from l2tpfast.control.tunnel import TunnelState
 from l2tpfast.wire.avp import ProtocolVersion, ResultCode
 from l2tpfast.wire.constants import AvpType, CDNResult, FramingCapability, MessageType, StopCCNResult
+from l2tpfast.wire.header import build_data_header
 from l2tpfast.wire.message import build_message, parse_message
 
 A = AvpType
@@ -160,3 +161,20 @@ def test_outgoing_call_the_lac_never_answers_times_out() -> None:
     assert not lac_closed.by_peer and lac_closed.result_code == CDNResult.TIMEOUT
     (lns_closed,) = p.events("lns", SessionClosed)
     assert lns_closed.by_peer and lns_closed.result_code == CDNResult.TIMEOUT
+
+
+def test_lac_session_is_up_when_iccn_leaves_so_early_data_is_taken() -> None:
+    """The LNS may send data (its first LCP frame) as soon as it has our ICCN, before its ack
+    reaches us: the call is up for us when ICCN leaves (7.4.1 "send ICCN -> established")."""
+    p = Pair()
+    p.lac.open_session(LNS_ADDR, p.now)
+    p.run_until(
+        lambda: any(side == "lac" and parse_message(d).message_type == M.ICCN for side, d in p.wire), limit=10
+    )
+    (up,) = p.events("lac", SessionEstablished)
+    (tunnel,) = p.lac.tunnels.values()
+    assert tunnel.channel.outstanding == 1  # the ICCN, not yet acknowledged
+    data = build_data_header(up.local_tunnel_id, up.local_session_id) + bytes.fromhex("ff03c021010100040000")
+    p.lac.receive_datagram(data, LNS_ADDR, p.now)
+    assert p.lac.counters["data_messages"] == 1
+    assert not {"unknown_tunnel", "wrong_peer", "malformed_header"} & set(p.lac.counters)
