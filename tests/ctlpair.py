@@ -99,22 +99,24 @@ class Pair:
         while (e := self.lns.next_event()) is not None:
             self.lns_events.append(e)
 
+    def next_time(self) -> float | None:
+        """The next arrival or timer, on either side."""
+        times = [
+            self.to_lns.next_arrival(),
+            self.to_lac.next_arrival(),
+            self.lac.get_timer(),
+            self.lns.get_timer(),
+        ]
+        present = [t for t in times if t is not None]
+        return min(present) if present else None
+
     def step(self) -> bool:
         """Advance to the next arrival or timer; False when nothing is left to happen."""
         self._pump()
-        times = [
-            t
-            for t in (
-                self.to_lns.next_arrival(),
-                self.to_lac.next_arrival(),
-                self.lac.get_timer(),
-                self.lns.get_timer(),
-            )
-            if t is not None
-        ]
-        if not times:
+        nxt = self.next_time()
+        if nxt is None:
             return False
-        self.now = max(self.now, min(times))
+        self.now = max(self.now, nxt)
         for data, src in self.to_lns.take(self.now):
             self.lns.receive_datagram(data, src, self.now, LNS_ADDR[0])
         for data, src in self.to_lac.take(self.now):
@@ -142,17 +144,8 @@ class Pair:
     def run_for(self, seconds: float) -> None:
         end = self.now + seconds
         for _ in range(2_000_000):
-            nxt = [
-                t
-                for t in (
-                    self.to_lns.next_arrival(),
-                    self.to_lac.next_arrival(),
-                    self.lac.get_timer(),
-                    self.lns.get_timer(),
-                )
-                if t is not None
-            ]
-            if not nxt or min(nxt) > end:
+            nxt = self.next_time()
+            if nxt is None or nxt > end:
                 self._pump()
                 self.now = end
                 return

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import enum
 
+from l2tpfast.control import fsm
 from l2tpfast.control.events import CallInfo, CallType, ProxyInfo, Role
+from l2tpfast.control.fsm import expand_rows
 
 
 class SessionState(enum.Enum):
@@ -77,21 +79,8 @@ Act = SessionAction
 Table = dict[tuple[SessionState, SessionInput], tuple[SessionAction, SessionState]]
 
 
-def _rows(
-    *rows: tuple[tuple[SessionState, ...], tuple[SessionInput, ...], SessionAction, SessionState],
-) -> Table:
-    """Expand the RFC's rows, which list several states or events in one cell."""
-    table: Table = {}
-    for states, inputs, action, new_state in rows:
-        for state in states:
-            for event in inputs:
-                assert (state, event) not in table, (state, event)
-                table[(state, event)] = (action, new_state)
-    return table
-
-
 # 7.4.1 LAC Incoming Call States
-LAC_INCOMING = _rows(
+LAC_INCOMING = expand_rows(
     ((S.IDLE,), (I.LOCAL_OPEN,), Act.INITIATE_TUNNEL, S.WAIT_TUNNEL),
     ((S.IDLE,), (I.RECV_ICCN, I.RECV_ICRP, I.RECV_CDN), Act.CLEAN_UP, S.IDLE),
     ((S.WAIT_TUNNEL,), (I.LOCAL_CLOSE,), Act.CLEAN_UP, S.IDLE),
@@ -107,7 +96,7 @@ LAC_INCOMING = _rows(
 )
 
 # 7.4.2 LNS Incoming Call States
-LNS_INCOMING = _rows(
+LNS_INCOMING = expand_rows(
     ((S.IDLE,), (I.RECV_ICRQ_OK,), Act.SEND_ICRP, S.WAIT_CONNECT),
     ((S.IDLE,), (I.RECV_ICRQ_BAD,), Act.SEND_CDN, S.IDLE),
     ((S.IDLE,), (I.RECV_ICRP,), Act.SEND_CDN, S.IDLE),
@@ -121,7 +110,7 @@ LNS_INCOMING = _rows(
 )
 
 # 7.5.1 LAC Outgoing Call States
-LAC_OUTGOING = _rows(
+LAC_OUTGOING = expand_rows(
     ((S.IDLE,), (I.RECV_OCRQ_OK,), Act.SEND_OCRP, S.WAIT_CS_ANSWER),
     ((S.IDLE,), (I.RECV_OCRQ_BAD,), Act.SEND_CDN, S.IDLE),
     ((S.IDLE,), (I.RECV_OCRP,), Act.SEND_CDN, S.IDLE),
@@ -136,7 +125,7 @@ LAC_OUTGOING = _rows(
 )
 
 # 7.5.2 LNS Outgoing Call States
-LNS_OUTGOING = _rows(
+LNS_OUTGOING = expand_rows(
     ((S.IDLE,), (I.LOCAL_OPEN,), Act.INITIATE_TUNNEL, S.WAIT_TUNNEL),
     # The RFC's row also lists CDN, which its later "idle, ..., receive CDN" row repeats.
     ((S.IDLE,), (I.RECV_OCCN, I.RECV_OCRP), Act.CLEAN_UP, S.IDLE),
@@ -179,9 +168,7 @@ class SessionFsmError(Exception):
 
 
 def lookup(table: Table, state: SessionState, event: SessionInput) -> tuple[SessionAction, SessionState]:
-    found = table.get((state, event))
-    if found is None and event in _GENERIC:
-        found = table.get((state, _GENERIC[event]))
+    found = fsm.lookup(table, state, event, _GENERIC)
     if found is None:
         raise SessionFsmError(f"no transition for {event.value} in state {state.value}")
     return found

@@ -25,6 +25,7 @@ import enum
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from l2tpfast.control import fsm
 from l2tpfast.control.calls import Calls, Refusal, normalise_result, swap16
 from l2tpfast.control.channel import ChannelSettings, ControlChannel
 from l2tpfast.control.events import (
@@ -32,6 +33,7 @@ from l2tpfast.control.events import (
     TunnelClosed,
     TunnelEstablished,
 )
+from l2tpfast.control.fsm import expand_rows
 from l2tpfast.control.session import (
     Session,
     SessionInput,
@@ -102,21 +104,8 @@ TA = TunnelAction
 Table = dict[tuple[TunnelState, TunnelInput], tuple[TunnelAction, TunnelState]]
 
 
-def _rows(
-    *rows: tuple[tuple[TunnelState, ...], tuple[TunnelInput, ...], TunnelAction, TunnelState | None],
-) -> Table:
-    """Expand rows that list several states or events in one cell; a None new state means "stay"."""
-    table: Table = {}
-    for states, inputs, action, new_state in rows:
-        for state in states:
-            for event in inputs:
-                assert (state, event) not in table, (state, event)
-                table[(state, event)] = (action, state if new_state is None else new_state)
-    return table
-
-
 # 7.2.1 Control Connection Establishment
-TRANSITIONS = _rows(
+TRANSITIONS = expand_rows(
     ((TS.IDLE,), (TI.LOCAL_OPEN,), TA.SEND_SCCRQ, TS.WAIT_CTL_REPLY),
     ((TS.IDLE,), (TI.RECV_SCCRQ_OK,), TA.SEND_SCCRP, TS.WAIT_CTL_CONN),
     ((TS.IDLE,), (TI.RECV_SCCRQ_BAD,), TA.SEND_STOPCCN, TS.IDLE),
@@ -155,10 +144,7 @@ _GENERIC = {
 
 
 def lookup(state: TunnelState, event: TunnelInput) -> tuple[TunnelAction, TunnelState] | None:
-    found = TRANSITIONS.get((state, event))
-    if found is None and event in _GENERIC:
-        found = TRANSITIONS.get((state, _GENERIC[event]))
-    return found
+    return fsm.lookup(TRANSITIONS, state, event, _GENERIC)
 
 
 PROTOCOL_VERSION = ProtocolVersion(1, 0)
@@ -565,15 +551,7 @@ class Tunnel(Calls):
         self.state = TunnelState.IDLE
         self.closing = True
         if self.peer_tunnel_id:
-            self._send(
-                M.StopCCN,
-                [
-                    (A.ASSIGNED_TUNNEL_ID, self.local_tunnel_id),
-                    (A.RESULT_CODE, self._result(result_code, error_code, message)),
-                ],
-                now,
-                on_acked=self._release_now,
-            )
+            self._send_stopccn(result_code, error_code, message, now)
             self.release_at = None
         elif self.initiator:
             # The peer has our SCCRQ but we lack its Tunnel ID: wait one retransmission cycle for
@@ -590,15 +568,15 @@ class Tunnel(Calls):
         result_code, error_code, text = self._pending_stop
         self._pending_stop = None
         self.peer_tunnel_id = self.channel.peer_tunnel_id = message[A.ASSIGNED_TUNNEL_ID]
-        self._send(
-            M.StopCCN,
-            [
-                (A.ASSIGNED_TUNNEL_ID, self.local_tunnel_id),
-                (A.RESULT_CODE, self._result(result_code, error_code, text)),
-            ],
-            now,
-            on_acked=self._release_now,
-        )
+        self._send_stopccn(result_code, error_code, text, now)
+
+    def _send_stopccn(self, result_code: int, error_code: int | None, text: str | None, now: float) -> None:
+        """StopCCN (6.4) carries our Assigned Tunnel ID and the Result Code; its ack releases us."""
+        avps: list[AvpItem] = [
+            (A.ASSIGNED_TUNNEL_ID, self.local_tunnel_id),
+            (A.RESULT_CODE, self._result(result_code, error_code, text)),
+        ]
+        self._send(M.StopCCN, avps, now, on_acked=self._release_now)
 
     def _release_now(self) -> None:
         self.release_at = 0.0  # due at once: the endpoint's next timer run releases it

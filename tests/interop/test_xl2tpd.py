@@ -183,6 +183,25 @@ def _judge(verdict: lab.Verdict, ours: str, theirs: str, case: Case) -> None:
         assert all("11" in f.fields.get("l2tp.avp.type", []) for f in sccrq_or_sccrp), verdict.table()
 
 
+def _hello_then_teardown(ours: Ours, xl2tpd: lab.Xl2tpd, tunnel_id: int, case: Case) -> None:
+    """Idle: our Hello goes out and xl2tpd acknowledges it. Then StopCCN from the side the case says."""
+    ours.wait(
+        "Hello acknowledged", lambda s: s["counters"].get("hello_sent", 0) >= 1 and s["tunnels"][0]["idle"]
+    )
+    if case.closer == "us":
+        ours.ctl("close-tunnel", str(tunnel_id))
+        xl2tpd.wait_log(lab.XL2TPD_STOPCCN_RECEIVED, STEP)
+        ours.wait("StopCCN acknowledged", lambda s: not s["tunnels"])
+        return
+    if xl2tpd.lac_name is not None:
+        xl2tpd.disconnect()  # "d NAME": StopCCN, result 1 "Goodbye!"
+    else:
+        xl2tpd.stop(graceful=True)  # SIGINT: StopCCN "Server closing"
+    status = ours.wait("xl2tpd's StopCCN", lambda s: bool(_of(s, "TunnelClosed")))
+    (closed,) = _of(status, "TunnelClosed")
+    assert closed["by_peer"] and closed["result_code"] in (1, 6), closed
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_xl2tpd_lac_to_our_lns(tools: str, pair: lab.NetnsPair, tmp_path: Path, case: Case) -> None:
     with lab.Capture(pair, pair.b, tmp_path / "capture.pcap") as capture:
@@ -209,20 +228,7 @@ def test_xl2tpd_lac_to_our_lns(tools: str, pair: lab.NetnsPair, tmp_path: Path, 
         assert closed["by_peer"] and closed["was_established"]
         (tunnel,) = status["tunnels"]
         assert tunnel["state"] == "established" and tunnel["peer_host_name"] == "xl2tpd-lac"
-        # Idle for a second: our Hello goes out and xl2tpd acknowledges it.
-        ours.wait(
-            "Hello acknowledged",
-            lambda s: s["counters"].get("hello_sent", 0) >= 1 and s["tunnels"][0]["idle"],
-        )
-        if case.closer == "us":
-            ours.ctl("close-tunnel", str(tunnel["local_tunnel_id"]))
-            xl2tpd.wait_log(lab.XL2TPD_STOPCCN_RECEIVED, STEP)
-            ours.wait("StopCCN acknowledged", lambda s: not s["tunnels"])
-        else:
-            xl2tpd.disconnect()
-            status = ours.wait("xl2tpd's StopCCN", lambda s: bool(_of(s, "TunnelClosed")))
-            (closed_t,) = _of(status, "TunnelClosed")
-            assert closed_t["by_peer"] and closed_t["result_code"] == 1
+        _hello_then_teardown(ours, xl2tpd, tunnel["local_tunnel_id"], case)
         capture.stop()
     _judge(lab.judge(capture.path, tools), pair.b_addr, pair.a_addr, case)
 
@@ -255,18 +261,7 @@ def test_our_lac_to_xl2tpd_lns(tools: str, pair: lab.NetnsPair, tmp_path: Path, 
         (tunnel,) = status["tunnels"]
         # RFC 2661 8.1: a LAC sends from port 1701.
         assert tunnel["peer"] == f"{pair.b_addr}:1701"
-        ours.wait(
-            "Hello acknowledged",
-            lambda s: s["counters"].get("hello_sent", 0) >= 1 and s["tunnels"][0]["idle"],
-        )
-        if case.closer == "us":
-            ours.ctl("close-tunnel", str(tunnel["local_tunnel_id"]))
-            xl2tpd.wait_log(lab.XL2TPD_STOPCCN_RECEIVED, STEP)
-            ours.wait("StopCCN acknowledged", lambda s: not s["tunnels"])
-        else:
-            xl2tpd.stop(graceful=True)  # SIGINT: StopCCN "Server closing"
-            status = ours.wait("xl2tpd's StopCCN", lambda s: bool(_of(s, "TunnelClosed")))
-            assert _of(status, "TunnelClosed")[0]["by_peer"]
+        _hello_then_teardown(ours, xl2tpd, tunnel["local_tunnel_id"], case)
         capture.stop()
     verdict = lab.judge(capture.path, tools)
     _judge(verdict, pair.a_addr, pair.b_addr, case)
