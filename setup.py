@@ -13,7 +13,7 @@ from setuptools import Extension, setup
 
 DEBUG = os.environ.get("L2TPFAST_DEBUG", "") not in ("", "0")
 
-MODULES = ["_parse"]
+MODULES = ["_parse", "_dataplane"]
 
 directives = {
     "language_level": "3",

@@ -24,7 +24,7 @@ from l2tpfast.errors import (
 )
 
 #: The compiled fast-path modules, all required.
-COMPILED_MODULES = ("_parse",)
+COMPILED_MODULES = ("_parse", "_dataplane")
 
 _BUILD_HINT = (
     "the compiled l2tpfast modules are missing ({missing}); build them with "

@@ -196,3 +196,47 @@ class ParseStatus(enum.IntEnum):
     BAD_CONTROL_FLAGS = 5
     #: Offset Size points past the end of the datagram.
     BAD_OFFSET = 6
+
+
+class DeliveryAction(enum.IntEnum):
+    """Where the data path sends a received payload (``DELIVERY_DTYPE.action``)."""
+
+    #: A control message (T=1): the whole datagram goes to the control plane.
+    CONTROL = 1
+    #: An IPv4 or IPv6 packet (PPP protocol 0x0021 or 0x0057) for the session's TUN device.
+    TUN = 2
+    #: A PPP frame to forward on another session (L2TP switching).
+    SWITCH = 3
+    #: A PPP frame for the PPP engine (LCP, authentication, IPCP, ...).
+    PPP = 4
+
+
+class DropReason(enum.IntEnum):
+    """Why the data path dropped a datagram; 1..6 are the :class:`ParseStatus` codes."""
+
+    TRUNCATED = 1
+    BAD_VERSION = 2
+    L2F = 3
+    BAD_LENGTH = 4
+    BAD_CONTROL_FLAGS = 5
+    BAD_OFFSET = 6
+    #: No session (Tunnel ID, Session ID) in the table.
+    UNKNOWN_SESSION = 7
+    #: The datagram did not come from the tunnel's peer address and port.
+    WRONG_PEER = 8
+    #: Ns at or before the last delivered one (RFC 2661 5.4): a duplicate or too late.
+    DUPLICATE = 9
+    #: Out of order, but the shared reorder pool is full.
+    POOL_FULL = 10
+    #: The payload is too short to hold a PPP protocol field.
+    SHORT_PPP = 11
+
+
+#: Session targets chosen by the control plane (``DataPath.add_session(target=...)``).
+class SessionTarget(enum.IntEnum):
+    #: Every PPP frame to the PPP engine (the session is not up at the IP level yet).
+    PPP = 0
+    #: IP packets to a TUN device, the other PPP frames to the PPP engine.
+    TUN = 1
+    #: Every PPP frame to another session (L2TP switching).
+    SWITCH = 2

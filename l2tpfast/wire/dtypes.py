@@ -40,3 +40,43 @@ assert HEADER_DTYPE.itemsize == 28
 def empty_header_array(count: int) -> np.ndarray:
     """A zeroed output array for ``parse_batch`` with room for ``count`` rows."""
     return np.zeros(count, dtype=HEADER_DTYPE)
+
+
+#: One row per payload that ``DataPath.process`` delivers (``l2tpfast._dataplane`` and
+#: ``l2tpfast.reference.dataplane``). ``action`` is a :class:`DeliveryAction`; ``source`` says
+#: where ``offset``/``length`` point: 0 the receive buffer, 1 the reorder pool (row-major, so
+#: ``offset`` is absolute in the flattened pool). ``slot`` is the session's slot (for CONTROL,
+#: 0); ``datagram`` the index of the datagram in its batch (for pool rows, the batch that
+#: released it); ``protocol`` the PPP protocol (0 for CONTROL).
+DELIVERY_DTYPE = np.dtype(
+    [
+        ("offset", "<u4"),
+        ("length", "<u4"),
+        ("slot", "<u4"),
+        ("datagram", "<u4"),
+        ("protocol", "<u2"),
+        ("action", "u1"),
+        ("source", "u1"),
+    ]
+)
+assert DELIVERY_DTYPE.itemsize == 20
+
+#: A datagram's peer: IPv4 in the first 4 octets of ``addr`` (the rest 0) or IPv6 in all 16;
+#: ``family`` 4 or 6; ``port`` in host order (0 for IP protocol 115).
+ADDRESS_DTYPE = np.dtype([("addr", "u1", (16,)), ("port", "<u2"), ("family", "u1"), ("pad", "u1")])
+assert ADDRESS_DTYPE.itemsize == 20
+
+#: Per-session counters, one row per slot, read in place (``l2tpfast status``).
+SESSION_COUNTERS_DTYPE = np.dtype(
+    [
+        ("rx_packets", "<u8"),
+        ("rx_bytes", "<u8"),
+        ("tx_packets", "<u8"),
+        ("tx_bytes", "<u8"),
+        ("out_of_order", "<u4"),
+        ("duplicates", "<u4"),
+        ("reorder_timeouts", "<u4"),
+        ("dropped", "<u4"),
+    ]
+)
+assert SESSION_COUNTERS_DTYPE.itemsize == 48

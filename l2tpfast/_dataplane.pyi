@@ -1,0 +1,79 @@
+"""Typing stub of the compiled data path ``src_pyx/_dataplane.pyx``; the rules are those of
+``l2tpfast.reference.dataplane``, which has the same API."""
+
+from typing import Any, TypeAlias
+
+import numpy.typing as npt
+from typing_extensions import Buffer
+
+BufferLike: TypeAlias = Buffer | npt.NDArray[Any]
+
+class DataPath:
+    max_sessions: int
+    reorder_window: int
+    reorder_timeout: float
+    slot_size: int
+    pool: npt.NDArray[Any]
+    counters: npt.NDArray[Any]
+    drops: npt.NDArray[Any]
+    def __init__(
+        self,
+        max_sessions: int = 65536,
+        *,
+        pool_slots: int = 4096,
+        slot_size: int = 2048,
+        reorder_window: int = 16,
+        reorder_timeout: float = 0.1,
+    ) -> None: ...
+    def add_session(
+        self,
+        local_tunnel_id: int,
+        local_session_id: int,
+        peer_tunnel_id: int,
+        peer_session_id: int,
+        peer: npt.NDArray[Any],
+        *,
+        target: int = 0,
+        target_index: int = 0,
+        flags: int = 0,
+    ) -> int: ...
+    def remove_session(self, local_tunnel_id: int, local_session_id: int) -> bool: ...
+    def lookup(self, local_tunnel_id: int, local_session_id: int) -> int: ...
+    def set_flags(self, slot: int, flags: int) -> None: ...
+    def get_flags(self, slot: int) -> int: ...
+    def session_count(self) -> int: ...
+    def held_count(self) -> int: ...
+    def memory_per_session(self) -> float: ...
+    def process(
+        self,
+        buf: BufferLike,
+        offsets: BufferLike,
+        lengths: BufferLike,
+        sources: npt.NDArray[Any],
+        out: npt.NDArray[Any],
+        now: float,
+        count: int = -1,
+    ) -> int: ...
+    def release_expired(self, out: npt.NDArray[Any], now: float) -> int: ...
+    def next_expiry(self) -> float | None: ...
+    def encapsulate(
+        self,
+        slots: BufferLike,
+        protocols: BufferLike,
+        lengths: BufferLike,
+        headers: npt.NDArray[Any],
+        header_lengths: npt.NDArray[Any],
+        count: int = -1,
+    ) -> int: ...
+    def route_add(self, address: bytes, slot: int) -> None: ...
+    def route_del(self, address: bytes) -> bool: ...
+    def route_batch(
+        self,
+        buf: BufferLike,
+        offsets: BufferLike,
+        lengths: BufferLike,
+        slots: npt.NDArray[Any],
+        count: int = -1,
+    ) -> int: ...
+
+def _layouts() -> dict[str, dict[str, int]]: ...

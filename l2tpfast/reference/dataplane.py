@@ -1,0 +1,504 @@
+"""Pure-Python twin of ``l2tpfast._dataplane``: the receive and send rules of the data path.
+
+This module is the statement of the rules; the compiled module follows it and the
+differential tests (``tests/fastpath``) hold the two together.
+
+Receive (:meth:`DataPath.process`), per datagram of a batch:
+
+1. the header is parsed by the rules of RFC 2661 3.1 (:mod:`l2tpfast.reference.parse`); a
+   malformed one is dropped and counted under its :class:`ParseStatus`;
+2. a control message (T=1) is handed up whole (``DeliveryAction.CONTROL``);
+3. a data message needs a session (Tunnel ID, Session ID) in the table, and must come from the
+   tunnel's peer address and port; otherwise it is dropped (UNKNOWN_SESSION, WRONG_PEER);
+4. sequencing (RFC 2661 5.4): with S=1 the Ns is checked against the next one expected. The
+   first sequenced packet of a session sets the expectation. In order: delivered, and held
+   packets that now follow are delivered after it. Before the expected one (``seq_diff < 0``): a
+   duplicate or too late, dropped. Ahead by less than ``reorder_window``: copied into the
+   shared pool and held (out_of_order). Further ahead: what is held is delivered in order and
+   the expectation moves past this one (the gap is lost). A packet with P=1 skips the queue
+   (RFC 2661 3.1: "should be delivered with priority"). A window of 0 holds nothing: packets
+   ahead are delivered at once and the expectation moves past them. Nr is ignored (3.1);
+5. the PPP frame: the Address and Control octets FF 03 are skipped when present (per packet:
+   LACs differ); the protocol field is one octet when its low bit is set (PFC) and two
+   otherwise; IPv4 (0x0021) and IPv6 (0x0057) go to the TUN device when the session's target
+   is TUN; the target SWITCH forwards every frame to another session; everything else goes to
+   the PPP engine (DeliveryAction.PPP). Every row points just past the protocol field and
+   carries the protocol. Nothing is copied except held packets.
+
+Counters: ``rx_packets``/``rx_bytes`` count what a session delivers (L2TP payload octets, PPP
+framing included), when it is delivered; duplicates, drops, out-of-order arrivals and reorder
+timeouts have their own columns.
+
+Held packets older than ``reorder_timeout`` are released by :meth:`DataPath.release_expired`:
+the gap before them is given up. Pool rows stay valid until the next call of ``process`` or
+``release_expired``.
+
+Send (:meth:`DataPath.encapsulate`): per payload, the L2TP data header with the peer's IDs
+(Ns when the session sends sequenced, RFC 2661 5.4), then FF 03 unless ACFC was negotiated,
+then the protocol field (one octet with PFC when the protocol allows it). Only headers are
+written; the I/O layer sends header and payload as two iovecs, so payloads are never copied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from l2tpfast.reference.parse import _byte_view, _u32_values, parse_header
+from l2tpfast.wire.constants import DeliveryAction, DropReason, ParseStatus, SessionTarget
+from l2tpfast.wire.dtypes import ADDRESS_DTYPE, DELIVERY_DTYPE, SESSION_COUNTERS_DTYPE
+from l2tpfast.wire.seqnum import seq_add, seq_diff
+
+FLAG_S = 0x0800
+FLAG_P = 0x0100
+PPP_IPV4 = 0x0021
+PPP_IPV6 = 0x0057
+#: Session flags (``add_session(flags=...)``).
+SEQ_TX = 0x01  # our data carries Ns (the LNS decided, or Sequencing Required)
+SEQ_TX_FOLLOW = 0x02  # a LAC sends Ns once the peer's data carries them (RFC 2661 5.4)
+ACFC = 0x04  # PPP negotiated Address-and-Control-Field-Compression: send no FF 03
+PFC = 0x08  # PPP negotiated Protocol-Field-Compression: one-octet protocol when possible
+#: Longest header encapsulate writes: flags, tunnel, session, Ns, Nr, FF 03, protocol.
+MAX_HEADER = 14
+
+
+def address_key(row: Any) -> bytes:
+    """The comparable form of an ADDRESS_DTYPE row: family, port and address."""
+    return bytes([int(row["family"])]) + int(row["port"]).to_bytes(2, "big") + bytes(row["addr"])
+
+
+@dataclass
+class _Held:
+    ns: int
+    pool_index: int
+    length: int
+    protocol: int
+    action: int
+    since: float
+    payload_length: int
+
+
+@dataclass
+class _Session:
+    local_tunnel_id: int
+    local_session_id: int
+    peer_tunnel_id: int
+    peer_session_id: int
+    peer: bytes
+    target: int
+    target_index: int
+    flags: int
+    tx_ns: int = 0
+    rx_started: bool = False
+    rx_expected: int = 0
+    held: list[_Held] = field(default_factory=list)
+
+
+class DataPath:
+    """Session table, receive classification with reordering, and send encapsulation."""
+
+    def __init__(
+        self,
+        max_sessions: int = 65536,
+        *,
+        pool_slots: int = 4096,
+        slot_size: int = 2048,
+        reorder_window: int = 16,
+        reorder_timeout: float = 0.1,
+    ) -> None:
+        if max_sessions < 1 or pool_slots < 1 or slot_size < 64 or not 0 <= reorder_window <= 32767:
+            raise ValueError("max_sessions, pool_slots >= 1, slot_size >= 64, reorder_window in 0..32767")
+        self.max_sessions = max_sessions
+        self.reorder_window = reorder_window
+        self.reorder_timeout = reorder_timeout
+        self.slot_size = slot_size
+        #: Held packets live here; a DELIVERY row with source 1 points into it (flattened).
+        self.pool = np.zeros((pool_slots, slot_size), dtype=np.uint8)
+        #: Per-slot counters and per-reason drop counters, read in place.
+        self.counters = np.zeros(max_sessions, dtype=SESSION_COUNTERS_DTYPE)
+        self.drops = np.zeros(max(DropReason) + 1, dtype=np.uint64)
+        self._sessions: list[_Session | None] = [None] * max_sessions
+        self._by_ids: dict[tuple[int, int], int] = {}
+        self._free_slots = list(range(max_sessions - 1, -1, -1))
+        self._free_pool = list(range(pool_slots - 1, -1, -1))
+        self._release_later: list[int] = []
+        self._routes: dict[bytes, int] = {}
+
+    # --- the session table ------------------------------------------------------------------
+
+    def add_session(
+        self,
+        local_tunnel_id: int,
+        local_session_id: int,
+        peer_tunnel_id: int,
+        peer_session_id: int,
+        peer: npt.NDArray[Any],
+        *,
+        target: int = SessionTarget.PPP,
+        target_index: int = 0,
+        flags: int = 0,
+    ) -> int:
+        """Install a session; ``peer`` is an ADDRESS_DTYPE scalar. Returns its slot."""
+        key = (local_tunnel_id, local_session_id)
+        if key in self._by_ids:
+            raise ValueError(f"session {local_tunnel_id}:{local_session_id} is already in the table")
+        if not self._free_slots:
+            raise ValueError(f"the session table is full ({self.max_sessions} sessions)")
+        if not 1 <= local_tunnel_id <= 0xFFFF or not 1 <= local_session_id <= 0xFFFF:
+            raise ValueError("tunnel and session IDs are 1..65535")
+        slot = self._free_slots.pop()
+        self._sessions[slot] = _Session(
+            local_tunnel_id,
+            local_session_id,
+            peer_tunnel_id,
+            peer_session_id,
+            address_key(peer),
+            int(target),
+            target_index,
+            flags,
+        )
+        self._by_ids[key] = slot
+        self.counters[slot] = np.zeros((), dtype=SESSION_COUNTERS_DTYPE)
+        return slot
+
+    def remove_session(self, local_tunnel_id: int, local_session_id: int) -> bool:
+        """Take a session out; its held packets are dropped. False if it was not there."""
+        slot = self._by_ids.pop((local_tunnel_id, local_session_id), None)
+        if slot is None:
+            return False
+        session = self._sessions[slot]
+        assert session is not None
+        for held in session.held:
+            self._free_pool.append(held.pool_index)
+        self._sessions[slot] = None
+        self._free_slots.append(slot)
+        self._routes = {k: v for k, v in self._routes.items() if v != slot}
+        return True
+
+    def lookup(self, local_tunnel_id: int, local_session_id: int) -> int:
+        """The slot of a session, or -1."""
+        return self._by_ids.get((local_tunnel_id, local_session_id), -1)
+
+    def set_flags(self, slot: int, flags: int) -> None:
+        session = self._sessions[slot]
+        if session is None:
+            raise ValueError(f"slot {slot} is empty")
+        session.flags = flags
+
+    def get_flags(self, slot: int) -> int:
+        session = self._sessions[slot]
+        if session is None:
+            raise ValueError(f"slot {slot} is empty")
+        return session.flags
+
+    def session_count(self) -> int:
+        return len(self._by_ids)
+
+    def held_count(self) -> int:
+        """Packets held for reordering in all sessions."""
+        return self.pool.shape[0] - len(self._free_pool) - len(self._release_later)
+
+    # --- receive ----------------------------------------------------------------------------
+
+    def _recycle(self) -> None:
+        # Pool rows handed out by the previous call are the caller's no longer.
+        self._free_pool.extend(self._release_later)
+        self._release_later.clear()
+
+    def process(
+        self,
+        buf: Any,
+        offsets: Any,
+        lengths: Any,
+        sources: npt.NDArray[Any],
+        out: npt.NDArray[Any],
+        now: float,
+        count: int = -1,
+    ) -> int:
+        """Classify ``count`` datagrams; write deliveries into ``out`` (DELIVERY_DTYPE); return how many.
+
+        ``out`` needs room for ``count + reorder_window`` rows at most per datagram released;
+        ``len(out) >= count * (reorder_window + 1)`` always suffices.
+        """
+        data = _byte_view("buf", buf)
+        offs = _u32_values("offsets", offsets)
+        lens = _u32_values("lengths", lengths)
+        n = min(len(offs), len(lens), len(sources)) if count < 0 else count
+        if n > min(len(offs), len(lens), len(sources)):
+            raise ValueError("count exceeds offsets, lengths or sources")
+        if sources.dtype != ADDRESS_DTYPE or out.dtype != DELIVERY_DTYPE:
+            raise ValueError("sources must be ADDRESS_DTYPE and out DELIVERY_DTYPE")
+        self._recycle()
+        rows: list[tuple[int, int, int, int, int, int, int]] = []
+        for i in range(n):
+            start, length = offs[i], lens[i]
+            if start + length > len(data):
+                raise ValueError(f"datagram {i} runs past the end of buf")
+            self._receive_one(data, start, length, sources[i], i, now, rows)
+        if len(rows) > len(out):
+            raise ValueError(f"out has room for {len(out)} rows, {len(rows)} needed")
+        for j, row in enumerate(rows):
+            out[j] = row
+        return len(rows)
+
+    def _receive_one(
+        self,
+        data: memoryview,
+        start: int,
+        length: int,
+        source: Any,
+        index: int,
+        now: float,
+        rows: list[tuple[int, int, int, int, int, int, int]],
+    ) -> None:
+        status, flags, _, tunnel_id, session_id, ns, _, _, header_length, payload_length = parse_header(
+            data[start : start + length]
+        )
+        if status != ParseStatus.OK:
+            self.drops[status] += 1
+            return
+        if flags & 0x8000:
+            rows.append((start, length, 0, index, 0, DeliveryAction.CONTROL, 0))
+            return
+        slot = self._by_ids.get((tunnel_id, session_id), -1)
+        if slot < 0:
+            self.drops[DropReason.UNKNOWN_SESSION] += 1
+            return
+        session = self._sessions[slot]
+        assert session is not None
+        counters = self.counters[slot]
+        if address_key(source) != session.peer:
+            self.drops[DropReason.WRONG_PEER] += 1
+            counters["dropped"] += 1
+            return
+        pos = start + header_length
+        end = pos + payload_length
+        # PPP framing (RFC 1662 3.2, RFC 1661 6.5, 6.6): FF 03 may be left out (ACFC), per packet
+        # as LACs differ; the protocol field is 1 octet when its low bit is set (PFC), else 2.
+        if end - pos >= 2 and data[pos] == 0xFF and data[pos + 1] == 0x03:
+            pos += 2
+        if end - pos < 1 or (not data[pos] & 1 and end - pos < 2):
+            self.drops[DropReason.SHORT_PPP] += 1
+            counters["dropped"] += 1
+            return
+        if data[pos] & 1:
+            protocol = data[pos]
+            pos += 1
+        else:
+            protocol = (data[pos] << 8) | data[pos + 1]
+            pos += 2
+        if session.target == SessionTarget.SWITCH:
+            action = DeliveryAction.SWITCH
+        elif session.target == SessionTarget.TUN and protocol in (PPP_IPV4, PPP_IPV6):
+            action = DeliveryAction.TUN
+        else:
+            action = DeliveryAction.PPP
+        if flags & FLAG_S and session.flags & SEQ_TX_FOLLOW:
+            session.flags |= SEQ_TX  # RFC 2661 5.4: the LAC follows the LNS's S bit
+        packet = _Held(ns, -1, end - pos, protocol, action, now, payload_length)
+        if not flags & FLAG_S or flags & FLAG_P:
+            self._deliver(packet, pos, 0, slot, index, rows)
+            return
+        self._sequenced(session, slot, packet, data, pos, index, rows)
+
+    def _deliver(
+        self,
+        packet: _Held,
+        offset: int,
+        source: int,
+        slot: int,
+        index: int,
+        rows: list[tuple[int, int, int, int, int, int, int]],
+    ) -> None:
+        rows.append((offset, packet.length, slot, index, packet.protocol, packet.action, source))
+        counters = self.counters[slot]
+        counters["rx_packets"] += 1
+        counters["rx_bytes"] += packet.payload_length
+
+    def _sequenced(
+        self,
+        session: _Session,
+        slot: int,
+        packet: _Held,
+        data: memoryview,
+        offset: int,
+        index: int,
+        rows: list[tuple[int, int, int, int, int, int, int]],
+    ) -> None:
+        """RFC 2661 5.4: deliver in Ns order, hold what is ahead, drop what is behind."""
+        counters = self.counters[slot]
+        ns = packet.ns
+        if not session.rx_started:
+            session.rx_started = True
+            session.rx_expected = ns
+        distance = seq_diff(ns, session.rx_expected)
+        if distance < 0 or any(h.ns == ns for h in session.held):
+            self.drops[DropReason.DUPLICATE] += 1
+            counters["duplicates"] += 1
+            return
+        if distance == 0:
+            self._deliver(packet, offset, 0, slot, index, rows)
+            session.rx_expected = seq_add(ns, 1)
+            self._drain(session, slot, index, rows)
+            return
+        counters["out_of_order"] += 1
+        if distance >= self.reorder_window:
+            # Too far ahead to wait for the gap: give it up, deliver what is held, then this one.
+            self._flush(session, slot, index, rows)
+            self._deliver(packet, offset, 0, slot, index, rows)
+            session.rx_expected = seq_add(ns, 1)
+            return
+        if not self._free_pool or packet.length > self.slot_size:
+            self.drops[DropReason.POOL_FULL] += 1
+            counters["dropped"] += 1
+            return
+        packet.pool_index = self._free_pool.pop()
+        self.pool[packet.pool_index, : packet.length] = np.frombuffer(
+            data[offset : offset + packet.length], dtype=np.uint8
+        )
+        session.held.append(packet)
+        session.held.sort(key=lambda h: seq_diff(h.ns, session.rx_expected))
+
+    def _emit_held(
+        self, held: _Held, slot: int, index: int, rows: list[tuple[int, int, int, int, int, int, int]]
+    ) -> None:
+        self._deliver(held, held.pool_index * self.slot_size, 1, slot, index, rows)
+        self._release_later.append(held.pool_index)
+
+    def _drain(
+        self, session: _Session, slot: int, index: int, rows: list[tuple[int, int, int, int, int, int, int]]
+    ) -> None:
+        """Deliver the held packets that now follow in order."""
+        while session.held and session.held[0].ns == session.rx_expected:
+            held = session.held.pop(0)
+            self._emit_held(held, slot, index, rows)
+            session.rx_expected = seq_add(held.ns, 1)
+
+    def _flush(
+        self, session: _Session, slot: int, index: int, rows: list[tuple[int, int, int, int, int, int, int]]
+    ) -> None:
+        """Deliver everything held, in Ns order, giving up the gaps."""
+        while session.held:
+            held = session.held.pop(0)
+            self._emit_held(held, slot, index, rows)
+            session.rx_expected = seq_add(held.ns, 1)
+
+    def release_expired(self, out: npt.NDArray[Any], now: float) -> int:
+        """Release held packets older than ``reorder_timeout``: the gap before them is lost."""
+        if out.dtype != DELIVERY_DTYPE:
+            raise ValueError("out must be DELIVERY_DTYPE")
+        self._recycle()
+        rows: list[tuple[int, int, int, int, int, int, int]] = []
+        for slot, session in enumerate(self._sessions):
+            if session is None or not session.held:
+                continue
+            oldest = min(h.since for h in session.held)
+            if now - oldest < self.reorder_timeout:
+                continue
+            self.counters[slot]["reorder_timeouts"] += 1
+            # Give up the first gap only: deliver up to the next gap after the first held packet.
+            session.rx_expected = session.held[0].ns
+            self._drain(session, slot, 0, rows)
+        if len(rows) > len(out):
+            raise ValueError(f"out has room for {len(out)} rows, {len(rows)} needed")
+        for j, row in enumerate(rows):
+            out[j] = row
+        return len(rows)
+
+    def next_expiry(self) -> float | None:
+        """When the oldest held packet times out, or None."""
+        times = [h.since for s in self._sessions if s is not None for h in s.held]
+        return min(times) + self.reorder_timeout if times else None
+
+    # --- send -------------------------------------------------------------------------------
+
+    def encapsulate(
+        self,
+        slots: Any,
+        protocols: Any,
+        lengths: Any,
+        headers: npt.NDArray[Any],
+        header_lengths: npt.NDArray[Any],
+        count: int = -1,
+    ) -> int:
+        """Write the L2TP data header and PPP framing for each payload; return how many were done.
+
+        ``slots``, ``protocols`` and ``lengths`` (the payload lengths) are uint32 buffers;
+        ``headers`` is a uint8 array of shape (n, MAX_HEADER); ``header_lengths`` uint8 (n,).
+        A slot with no session gets header length 0 (skip it).
+        """
+        slot_list = _u32_values("slots", slots)
+        proto_list = _u32_values("protocols", protocols)
+        len_list = _u32_values("lengths", lengths)
+        n = min(len(slot_list), len(proto_list), len(len_list)) if count < 0 else count
+        if headers.dtype != np.uint8 or headers.ndim != 2 or headers.shape[1] < MAX_HEADER:
+            raise ValueError(f"headers must be uint8 of shape (n, >= {MAX_HEADER})")
+        if n > min(len(slot_list), len(proto_list), len(len_list), headers.shape[0], len(header_lengths)):
+            raise ValueError("count exceeds an input or output")
+        done = 0
+        for i in range(n):
+            slot = slot_list[i]
+            session = self._sessions[slot] if slot < self.max_sessions else None
+            if session is None:
+                header_lengths[i] = 0
+                continue
+            head = bytearray()
+            flags = 0x0002
+            if session.flags & SEQ_TX:
+                flags |= FLAG_S
+            head += flags.to_bytes(2, "big")
+            head += session.peer_tunnel_id.to_bytes(2, "big") + session.peer_session_id.to_bytes(2, "big")
+            if session.flags & SEQ_TX:
+                head += session.tx_ns.to_bytes(2, "big") + b"\x00\x00"  # Nr is reserved in data (3.1)
+                session.tx_ns = seq_add(session.tx_ns, 1)
+            if not session.flags & ACFC:
+                head += b"\xff\x03"
+            protocol = proto_list[i]
+            if session.flags & PFC and protocol < 0x100 and protocol & 1:
+                head.append(protocol)
+            else:
+                head += protocol.to_bytes(2, "big")
+            headers[i, : len(head)] = np.frombuffer(bytes(head), dtype=np.uint8)
+            header_lengths[i] = len(head)
+            counters = self.counters[slot]
+            counters["tx_packets"] += 1
+            counters["tx_bytes"] += len(head) - 6 - (4 if session.flags & SEQ_TX else 0) + len_list[i]
+            done += 1
+        return done
+
+    # --- routes: destination address to session, for what the TUN device gives us ------------
+
+    def route_add(self, address: bytes, slot: int) -> None:
+        """Packets to ``address`` (4 or 16 octets) go to the session in ``slot``."""
+        if len(address) not in (4, 16):
+            raise ValueError("an IPv4 or IPv6 address: 4 or 16 octets")
+        if self._sessions[slot] is None:
+            raise ValueError(f"slot {slot} is empty")
+        self._routes[bytes(address)] = slot
+
+    def route_del(self, address: bytes) -> bool:
+        return self._routes.pop(bytes(address), None) is not None
+
+    def route_batch(
+        self, buf: Any, offsets: Any, lengths: Any, slots: npt.NDArray[Any], count: int = -1
+    ) -> int:
+        """For each IP packet, the slot its destination routes to (0xFFFFFFFF when none);
+        returns how many found a session."""
+        data = _byte_view("buf", buf)
+        offs = _u32_values("offsets", offsets)
+        lens = _u32_values("lengths", lengths)
+        n = min(len(offs), len(lens)) if count < 0 else count
+        found = 0
+        for i in range(n):
+            start, length = offs[i], lens[i]
+            slot = 0xFFFFFFFF
+            if length >= 20 and data[start] >> 4 == 4:
+                slot = self._routes.get(bytes(data[start + 16 : start + 20]), slot)
+            elif length >= 40 and data[start] >> 4 == 6:
+                slot = self._routes.get(bytes(data[start + 24 : start + 40]), slot)
+            slots[i] = slot
+            found += slot != 0xFFFFFFFF
+        return found

@@ -1,0 +1,898 @@
+# cython: language_level=3
+"""The compiled data path: session table, receive classification with reordering, send headers.
+
+The rules are those of ``l2tpfast.reference.dataplane``, the pure-Python statement that the
+differential tests hold this module to; read that module's docstring first. Here they run on a
+whole batch per call with the GIL released, on C arrays:
+
+* the session table: open addressing with linear probing on the key tunnel << 16 | session,
+  twice as many buckets as sessions, deletion by backward shift (no tombstones);
+* sessions: an array of ``session_t``; per-session counters in a numpy array the caller reads
+  in place; drops by reason in another;
+* the reorder pool: fixed slots of ``slot_size`` octets shared by all sessions, with their
+  metadata in C arrays; a session's held packets form a singly linked list in Ns order, so an
+  idle session costs nothing there;
+* routes (destination address to session) for the TUN direction: a second open-addressing
+  table keyed on a 64-bit hash of the address, the address itself compared on a hit.
+
+Buffers: the receive buffer, offsets, lengths and sources are the caller's, read during the
+call only. Rows that point into the pool stay valid until the next ``process`` or
+``release_expired``: the pool slots they use are freed at the start of the next call.
+"""
+
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcmp, memcpy, memset
+
+import numpy as np
+
+from l2tp cimport (
+    HDR_FLAG_L,
+    HDR_FLAG_O,
+    HDR_FLAG_S,
+    HDR_FLAG_T,
+    HDR_L2F_VERSION,
+    HDR_L2TP_VERSION,
+    HDR_MIN_LEN,
+    HDR_VER_MASK,
+    STATUS_BAD_CONTROL_FLAGS,
+    STATUS_BAD_LENGTH,
+    STATUS_BAD_OFFSET,
+    STATUS_BAD_VERSION,
+    STATUS_L2F,
+    STATUS_OK,
+    STATUS_TRUNCATED,
+    header_row_t,
+    load_be16,
+)
+
+from l2tpfast.wire.constants import DropReason
+from l2tpfast.wire.dtypes import ADDRESS_DTYPE, DELIVERY_DTYPE, SESSION_COUNTERS_DTYPE
+
+include "parse.pxi"
+
+# Mirrors l2tpfast.wire.constants.DeliveryAction, DropReason and SessionTarget.
+cdef enum:
+    ACT_CONTROL = 1
+    ACT_TUN = 2
+    ACT_SWITCH = 3
+    ACT_PPP = 4
+    DROP_UNKNOWN_SESSION = 7
+    DROP_WRONG_PEER = 8
+    DROP_DUPLICATE = 9
+    DROP_POOL_FULL = 10
+    DROP_SHORT_PPP = 11
+    N_DROPS = 12
+    TARGET_PPP = 0
+    TARGET_TUN = 1
+    TARGET_SWITCH = 2
+    # Session flags, as l2tpfast.reference.dataplane.
+    SEQ_TX = 0x01
+    SEQ_TX_FOLLOW = 0x02
+    ACFC = 0x04
+    PFC = 0x08
+    MAX_HEADER = 14
+    ADDRESS_COMPARED = 19  # addr[16], port, family: the pad octet is not part of an address
+
+cdef uint32_t NO_SLOT = 0xFFFFFFFF
+
+
+# C twins of the numpy dtypes of l2tpfast/wire/dtypes.py (tests/fastpath check the layouts).
+ctypedef packed struct delivery_t:
+    uint32_t offset
+    uint32_t length
+    uint32_t slot
+    uint32_t datagram
+    uint16_t protocol
+    uint8_t action
+    uint8_t source
+
+ctypedef packed struct address_t:
+    uint8_t addr[16]
+    uint16_t port
+    uint8_t family
+    uint8_t pad
+
+ctypedef packed struct counters_t:
+    uint64_t rx_packets
+    uint64_t rx_bytes
+    uint64_t tx_packets
+    uint64_t tx_bytes
+    uint32_t out_of_order
+    uint32_t duplicates
+    uint32_t reorder_timeouts
+    uint32_t dropped
+
+# One session: 48 octets. With its counters (48) and two buckets (16) it costs 112 octets.
+ctypedef struct session_t:
+    address_t peer
+    uint32_t key            # tunnel << 16 | session; 0 when the slot is free
+    uint32_t target_index
+    int32_t held_head       # first held packet in the pool, -1 when none
+    uint16_t peer_tunnel_id
+    uint16_t peer_session_id
+    uint16_t tx_ns
+    uint16_t rx_expected
+    uint16_t held_count
+    uint8_t target
+    uint8_t flags
+    uint8_t rx_started
+    uint8_t in_use
+
+
+cdef inline int seq_diff(uint16_t a, uint16_t b) noexcept nogil:
+    """``a - b`` in -32768..32767, as l2tpfast.wire.seqnum.seq_diff."""
+    cdef int d = (<int>a - <int>b) & 0xFFFF
+    return d - 0x10000 if d >= 0x8000 else d
+
+
+cdef inline uint32_t hash32(uint32_t key) noexcept nogil:
+    # A multiplicative mix: IDs are random already, but a table must not rely on it.
+    key ^= key >> 16
+    key *= 0x45D9F3B
+    key ^= key >> 16
+    return key
+
+
+cdef inline uint64_t hash_bytes(const uint8_t* p, int n) noexcept nogil:
+    # FNV-1a over 4 or 16 octets of an address.
+    cdef uint64_t h = 1469598103934665603ULL
+    cdef int i
+    for i in range(n):
+        h = (h ^ p[i]) * 1099511628211ULL
+    return h
+
+
+cdef class DataPath:
+    """Session table, receive classification with reordering, and send encapsulation."""
+
+    cdef readonly Py_ssize_t max_sessions
+    cdef readonly int reorder_window
+    cdef readonly double reorder_timeout
+    cdef readonly Py_ssize_t slot_size
+    cdef readonly object pool
+    cdef readonly object counters
+    cdef readonly object drops
+    cdef session_t* sessions
+    cdef uint32_t* bucket_keys
+    cdef uint32_t* bucket_slots
+    cdef uint32_t bucket_mask
+    cdef uint32_t* free_slots
+    cdef Py_ssize_t n_free_slots
+    cdef Py_ssize_t n_sessions
+    # Pool metadata, one entry per pool slot.
+    cdef Py_ssize_t pool_slots
+    cdef uint8_t* pool_data
+    cdef int32_t* pool_next
+    cdef uint16_t* pool_ns
+    cdef uint32_t* pool_len
+    cdef uint32_t* pool_payload_len
+    cdef uint16_t* pool_protocol
+    cdef uint8_t* pool_action
+    cdef double* pool_since
+    cdef int32_t* free_pool
+    cdef Py_ssize_t n_free_pool
+    cdef int32_t* release_later
+    cdef Py_ssize_t n_release_later
+    cdef counters_t* counter_rows
+    cdef uint64_t* drop_counts
+    # Routes: destination address -> slot.
+    cdef uint64_t* route_hash
+    cdef uint8_t* route_addr      # 17 octets a bucket: length (0 free, 4, 16) + address
+    cdef uint32_t* route_slot
+    cdef uint32_t route_mask
+    cdef Py_ssize_t n_routes
+
+    def __cinit__(
+        self,
+        Py_ssize_t max_sessions=65536,
+        *,
+        Py_ssize_t pool_slots=4096,
+        Py_ssize_t slot_size=2048,
+        int reorder_window=16,
+        double reorder_timeout=0.1,
+    ):
+        cdef Py_ssize_t buckets = 16, i
+        if max_sessions < 1 or pool_slots < 1 or slot_size < 64 or not 0 <= reorder_window <= 32767:
+            raise ValueError("max_sessions, pool_slots >= 1, slot_size >= 64, reorder_window in 0..32767")
+        if max_sessions > 0x7FFFFFFF or pool_slots > 0x7FFFFFFF or pool_slots * slot_size > 0xFFFFFFFF:
+            raise ValueError("the pool and the table are indexed with 32 bits")
+        self.max_sessions = max_sessions
+        self.reorder_window = reorder_window
+        self.reorder_timeout = reorder_timeout
+        self.slot_size = slot_size
+        self.pool_slots = pool_slots
+        while buckets < 2 * max_sessions:
+            buckets *= 2
+        self.bucket_mask = <uint32_t>(buckets - 1)
+        self.route_mask = <uint32_t>(buckets - 1)
+        self.sessions = <session_t*>PyMem_Malloc(max_sessions * sizeof(session_t))
+        self.bucket_keys = <uint32_t*>PyMem_Malloc(buckets * sizeof(uint32_t))
+        self.bucket_slots = <uint32_t*>PyMem_Malloc(buckets * sizeof(uint32_t))
+        self.free_slots = <uint32_t*>PyMem_Malloc(max_sessions * sizeof(uint32_t))
+        self.pool_next = <int32_t*>PyMem_Malloc(pool_slots * sizeof(int32_t))
+        self.pool_ns = <uint16_t*>PyMem_Malloc(pool_slots * sizeof(uint16_t))
+        self.pool_len = <uint32_t*>PyMem_Malloc(pool_slots * sizeof(uint32_t))
+        self.pool_payload_len = <uint32_t*>PyMem_Malloc(pool_slots * sizeof(uint32_t))
+        self.pool_protocol = <uint16_t*>PyMem_Malloc(pool_slots * sizeof(uint16_t))
+        self.pool_action = <uint8_t*>PyMem_Malloc(pool_slots * sizeof(uint8_t))
+        self.pool_since = <double*>PyMem_Malloc(pool_slots * sizeof(double))
+        self.free_pool = <int32_t*>PyMem_Malloc(pool_slots * sizeof(int32_t))
+        self.release_later = <int32_t*>PyMem_Malloc(pool_slots * sizeof(int32_t))
+        self.route_hash = <uint64_t*>PyMem_Malloc(buckets * sizeof(uint64_t))
+        self.route_addr = <uint8_t*>PyMem_Malloc(buckets * 17)
+        self.route_slot = <uint32_t*>PyMem_Malloc(buckets * sizeof(uint32_t))
+        if (not self.sessions or not self.bucket_keys or not self.bucket_slots or not self.free_slots
+                or not self.pool_next or not self.pool_ns or not self.pool_len or not self.pool_payload_len
+                or not self.pool_protocol or not self.pool_action or not self.pool_since
+                or not self.free_pool or not self.release_later or not self.route_hash
+                or not self.route_addr or not self.route_slot):
+            raise MemoryError()
+        memset(self.sessions, 0, max_sessions * sizeof(session_t))
+        for i in range(max_sessions):
+            self.sessions[i].held_head = -1  # free slots hold nothing either
+        memset(self.bucket_keys, 0, buckets * sizeof(uint32_t))
+        memset(self.route_addr, 0, buckets * 17)
+        # Slots are handed out lowest first, as the reference does.
+        for i in range(max_sessions):
+            self.free_slots[i] = <uint32_t>(max_sessions - 1 - i)
+        self.n_free_slots = max_sessions
+        for i in range(pool_slots):
+            self.free_pool[i] = <int32_t>(pool_slots - 1 - i)
+        self.n_free_pool = pool_slots
+        self.n_release_later = 0
+        self.n_sessions = 0
+        self.n_routes = 0
+        # The numpy arrays own the memory Python reads; we keep raw pointers into them, valid
+        # as long as self holds the arrays (readonly attributes: never rebound).
+        self.pool = np.zeros((pool_slots, slot_size), dtype=np.uint8)
+        self.counters = np.zeros(max_sessions, dtype=SESSION_COUNTERS_DTYPE)
+        self.drops = np.zeros(max(DropReason) + 1, dtype=np.uint64)
+        assert self.counters.dtype.itemsize == sizeof(counters_t)
+        assert len(self.drops) == N_DROPS
+        self.pool_data = <uint8_t*><size_t>self.pool.ctypes.data
+        self.counter_rows = <counters_t*><size_t>self.counters.ctypes.data
+        self.drop_counts = <uint64_t*><size_t>self.drops.ctypes.data
+
+    def __dealloc__(self):
+        PyMem_Free(self.sessions)
+        PyMem_Free(self.bucket_keys)
+        PyMem_Free(self.bucket_slots)
+        PyMem_Free(self.free_slots)
+        PyMem_Free(self.pool_next)
+        PyMem_Free(self.pool_ns)
+        PyMem_Free(self.pool_len)
+        PyMem_Free(self.pool_payload_len)
+        PyMem_Free(self.pool_protocol)
+        PyMem_Free(self.pool_action)
+        PyMem_Free(self.pool_since)
+        PyMem_Free(self.free_pool)
+        PyMem_Free(self.release_later)
+        PyMem_Free(self.route_hash)
+        PyMem_Free(self.route_addr)
+        PyMem_Free(self.route_slot)
+
+    # --- the session table ------------------------------------------------------------------
+
+    cdef inline uint32_t find(self, uint32_t key) noexcept nogil:
+        cdef uint32_t b = hash32(key) & self.bucket_mask
+        while self.bucket_keys[b] != 0:
+            if self.bucket_keys[b] == key:
+                return self.bucket_slots[b]
+            b = (b + 1) & self.bucket_mask
+        return NO_SLOT
+
+    def add_session(
+        self,
+        int local_tunnel_id,
+        int local_session_id,
+        int peer_tunnel_id,
+        int peer_session_id,
+        object peer,
+        *,
+        int target=TARGET_PPP,
+        Py_ssize_t target_index=0,
+        int flags=0,
+    ):
+        """Install a session; ``peer`` is an ADDRESS_DTYPE scalar. Returns its slot."""
+        cdef uint32_t key, slot, b
+        cdef session_t* s
+        cdef bytes raw
+        if not 1 <= local_tunnel_id <= 0xFFFF or not 1 <= local_session_id <= 0xFFFF:
+            raise ValueError("tunnel and session IDs are 1..65535")
+        key = (<uint32_t>local_tunnel_id << 16) | <uint32_t>local_session_id
+        if self.find(key) != NO_SLOT:
+            raise ValueError(f"session {local_tunnel_id}:{local_session_id} is already in the table")
+        if self.n_free_slots == 0:
+            raise ValueError(f"the session table is full ({self.max_sessions} sessions)")
+        raw = np.asarray(peer, dtype=ADDRESS_DTYPE).tobytes()
+        self.n_free_slots -= 1
+        slot = self.free_slots[self.n_free_slots]
+        s = &self.sessions[slot]
+        memset(s, 0, sizeof(session_t))
+        memcpy(&s.peer, <const char*>raw, sizeof(address_t))
+        s.key = key
+        s.peer_tunnel_id = <uint16_t>peer_tunnel_id
+        s.peer_session_id = <uint16_t>peer_session_id
+        s.target = <uint8_t>target
+        s.target_index = <uint32_t>target_index
+        s.flags = <uint8_t>flags
+        s.held_head = -1
+        s.in_use = 1
+        memset(&self.counter_rows[slot], 0, sizeof(counters_t))
+        b = hash32(key) & self.bucket_mask
+        while self.bucket_keys[b] != 0:
+            b = (b + 1) & self.bucket_mask
+        self.bucket_keys[b] = key
+        self.bucket_slots[b] = slot
+        self.n_sessions += 1
+        return slot
+
+    def remove_session(self, int local_tunnel_id, int local_session_id):
+        """Take a session out; its held packets are dropped. False if it was not there."""
+        cdef uint32_t key = (
+            (<uint32_t>(local_tunnel_id & 0xFFFF) << 16) | <uint32_t>(local_session_id & 0xFFFF)
+        )
+        cdef uint32_t b = hash32(key) & self.bucket_mask, j, home
+        cdef uint32_t slot
+        cdef int32_t p, nxt
+        cdef session_t* s
+        while self.bucket_keys[b] != key:
+            if self.bucket_keys[b] == 0:
+                return False
+            b = (b + 1) & self.bucket_mask
+        slot = self.bucket_slots[b]
+        # Backward-shift deletion keeps every probe chain unbroken without tombstones.
+        self.bucket_keys[b] = 0
+        j = b
+        while True:
+            j = (j + 1) & self.bucket_mask
+            if self.bucket_keys[j] == 0:
+                break
+            home = hash32(self.bucket_keys[j]) & self.bucket_mask
+            # Move j back to b unless its home lies cyclically in (b, j].
+            if (j > b and (home <= b or home > j)) or (j < b and (home <= b and home > j)):
+                self.bucket_keys[b] = self.bucket_keys[j]
+                self.bucket_slots[b] = self.bucket_slots[j]
+                self.bucket_keys[j] = 0
+                b = j
+        s = &self.sessions[slot]
+        p = s.held_head
+        while p >= 0:
+            nxt = self.pool_next[p]
+            self.free_pool[self.n_free_pool] = p
+            self.n_free_pool += 1
+            p = nxt
+        memset(s, 0, sizeof(session_t))
+        s.held_head = -1
+        self.free_slots[self.n_free_slots] = slot
+        self.n_free_slots += 1
+        self.n_sessions -= 1
+        self.drop_routes_to(slot)
+        return True
+
+    def lookup(self, int local_tunnel_id, int local_session_id):
+        """The slot of a session, or -1."""
+        cdef uint32_t slot = self.find(
+            (<uint32_t>(local_tunnel_id & 0xFFFF) << 16) | <uint32_t>(local_session_id & 0xFFFF)
+        )
+        return -1 if slot == NO_SLOT else <Py_ssize_t>slot
+
+    cdef session_t* used(self, Py_ssize_t slot) except NULL:
+        if not 0 <= slot < self.max_sessions or not self.sessions[slot].in_use:
+            raise ValueError(f"slot {slot} is empty")
+        return &self.sessions[slot]
+
+    def set_flags(self, Py_ssize_t slot, int flags):
+        self.used(slot).flags = <uint8_t>flags
+
+    def get_flags(self, Py_ssize_t slot):
+        return self.used(slot).flags
+
+    def session_count(self):
+        return self.n_sessions
+
+    def held_count(self):
+        """Packets held for reordering in all sessions."""
+        return self.pool_slots - self.n_free_pool - self.n_release_later
+
+    def memory_per_session(self):
+        """Octets of table state per session slot: session, counters and hash buckets."""
+        return (
+            sizeof(session_t) + sizeof(counters_t)
+            + (<double>(self.bucket_mask + 1) * 2 * sizeof(uint32_t)) / self.max_sessions
+        )
+
+    # --- receive ----------------------------------------------------------------------------
+
+    cdef inline void recycle(self) noexcept nogil:
+        cdef Py_ssize_t i
+        for i in range(self.n_release_later):
+            self.free_pool[self.n_free_pool] = self.release_later[i]
+            self.n_free_pool += 1
+        self.n_release_later = 0
+
+    cdef inline Py_ssize_t deliver(
+        self, delivery_t* out, Py_ssize_t n_out, Py_ssize_t cap, uint32_t offset, uint32_t length,
+        uint32_t slot, uint32_t index, uint16_t protocol, uint8_t action, uint8_t source,
+        uint32_t payload_length,
+    ) noexcept nogil:
+        cdef delivery_t* row
+        cdef counters_t* c = &self.counter_rows[slot]
+        if n_out >= cap:
+            return -1
+        row = &out[n_out]
+        row.offset = offset
+        row.length = length
+        row.slot = slot
+        row.datagram = index
+        row.protocol = protocol
+        row.action = action
+        row.source = source
+        c.rx_packets += 1
+        c.rx_bytes += payload_length
+        return n_out + 1
+
+    cdef inline Py_ssize_t emit_held(
+        self, int32_t p, delivery_t* out, Py_ssize_t n_out, Py_ssize_t cap, uint32_t slot, uint32_t index
+    ) noexcept nogil:
+        n_out = self.deliver(
+            out, n_out, cap, <uint32_t>(p * self.slot_size), self.pool_len[p], slot, index,
+            self.pool_protocol[p], self.pool_action[p], 1, self.pool_payload_len[p],
+        )
+        self.release_later[self.n_release_later] = p
+        self.n_release_later += 1
+        return n_out
+
+    cdef inline Py_ssize_t drain(
+        self, session_t* s, delivery_t* out, Py_ssize_t n_out, Py_ssize_t cap, uint32_t slot, uint32_t index,
+        bint all_of_them,
+    ) noexcept nogil:
+        """Deliver held packets that now follow in order (or all of them, giving up gaps)."""
+        cdef int32_t p
+        while s.held_head >= 0 and n_out >= 0:
+            p = s.held_head
+            if not all_of_them and self.pool_ns[p] != s.rx_expected:
+                break
+            s.held_head = self.pool_next[p]
+            s.held_count -= 1
+            n_out = self.emit_held(p, out, n_out, cap, slot, index)
+            s.rx_expected = <uint16_t>(self.pool_ns[p] + 1)
+        return n_out
+
+    cdef Py_ssize_t receive_one(
+        self, const uint8_t* base, uint32_t start, uint32_t length, const address_t* source,
+        uint32_t index, double now, delivery_t* out, Py_ssize_t n_out, Py_ssize_t cap,
+    ) noexcept nogil:
+        cdef header_row_t h
+        cdef int status = parse_one(base + start, length, &h)
+        cdef uint32_t slot, pos, end, key
+        cdef uint16_t protocol
+        cdef uint8_t action
+        cdef session_t* s
+        cdef counters_t* c
+        cdef int distance
+        cdef int32_t p, q, prev
+        if status != STATUS_OK:
+            self.drop_counts[status] += 1
+            return n_out
+        if h.is_control:
+            if n_out >= cap:
+                return -1
+            out[n_out].offset = start
+            out[n_out].length = length
+            out[n_out].slot = 0
+            out[n_out].datagram = index
+            out[n_out].protocol = 0
+            out[n_out].action = ACT_CONTROL
+            out[n_out].source = 0
+            return n_out + 1
+        key = (<uint32_t>h.tunnel_id << 16) | h.session_id
+        slot = self.find(key) if key & 0xFFFF and key >> 16 else NO_SLOT
+        if slot == NO_SLOT:
+            self.drop_counts[DROP_UNKNOWN_SESSION] += 1
+            return n_out
+        s = &self.sessions[slot]
+        c = &self.counter_rows[slot]
+        if memcmp(&s.peer, source, ADDRESS_COMPARED) != 0:
+            self.drop_counts[DROP_WRONG_PEER] += 1
+            c.dropped += 1
+            return n_out
+        pos = start + h.payload_offset
+        end = pos + h.payload_length
+        # PPP framing (RFC 1662 3.2, RFC 1661 6.5, 6.6): FF 03 optional per packet; PFC.
+        if end - pos >= 2 and base[pos] == 0xFF and base[pos + 1] == 0x03:
+            pos += 2
+        if end - pos < 1 or (not (base[pos] & 1) and end - pos < 2):
+            self.drop_counts[DROP_SHORT_PPP] += 1
+            c.dropped += 1
+            return n_out
+        if base[pos] & 1:
+            protocol = base[pos]
+            pos += 1
+        else:
+            protocol = load_be16(base + pos)
+            pos += 2
+        if s.target == TARGET_SWITCH:
+            action = ACT_SWITCH
+        elif s.target == TARGET_TUN and (protocol == 0x0021 or protocol == 0x0057):
+            action = ACT_TUN
+        else:
+            action = ACT_PPP
+        if (h.flags & HDR_FLAG_S) and (s.flags & SEQ_TX_FOLLOW):
+            s.flags |= SEQ_TX  # RFC 2661 5.4: the LAC follows the LNS's S bit
+        if not (h.flags & HDR_FLAG_S) or (h.flags & 0x0100):
+            return self.deliver(out, n_out, cap, pos, end - pos, slot, index, protocol, action, 0,
+                                h.payload_length)
+        # RFC 2661 5.4: sequenced data.
+        if not s.rx_started:
+            s.rx_started = 1
+            s.rx_expected = h.ns
+        distance = seq_diff(h.ns, s.rx_expected)
+        if distance < 0:
+            self.drop_counts[DROP_DUPLICATE] += 1
+            c.duplicates += 1
+            return n_out
+        p = s.held_head
+        while p >= 0:
+            if self.pool_ns[p] == h.ns:
+                self.drop_counts[DROP_DUPLICATE] += 1
+                c.duplicates += 1
+                return n_out
+            p = self.pool_next[p]
+        if distance == 0:
+            n_out = self.deliver(out, n_out, cap, pos, end - pos, slot, index, protocol, action, 0,
+                                 h.payload_length)
+            s.rx_expected = <uint16_t>(h.ns + 1)
+            if n_out < 0:
+                return n_out
+            return self.drain(s, out, n_out, cap, slot, index, False)
+        c.out_of_order += 1
+        if distance >= self.reorder_window:
+            n_out = self.drain(s, out, n_out, cap, slot, index, True)
+            if n_out < 0:
+                return n_out
+            n_out = self.deliver(out, n_out, cap, pos, end - pos, slot, index, protocol, action, 0,
+                                 h.payload_length)
+            s.rx_expected = <uint16_t>(h.ns + 1)
+            return n_out
+        if self.n_free_pool == 0 or end - pos > <uint32_t>self.slot_size:
+            self.drop_counts[DROP_POOL_FULL] += 1
+            c.dropped += 1
+            return n_out
+        self.n_free_pool -= 1
+        p = self.free_pool[self.n_free_pool]
+        memcpy(self.pool_data + p * self.slot_size, base + pos, end - pos)
+        self.pool_ns[p] = h.ns
+        self.pool_len[p] = end - pos
+        self.pool_payload_len[p] = h.payload_length
+        self.pool_protocol[p] = protocol
+        self.pool_action[p] = action
+        self.pool_since[p] = now
+        # Insert in Ns order relative to the next expected.
+        prev = -1
+        q = s.held_head
+        while q >= 0 and seq_diff(self.pool_ns[q], s.rx_expected) < distance:
+            prev = q
+            q = self.pool_next[q]
+        self.pool_next[p] = q
+        if prev < 0:
+            s.held_head = p
+        else:
+            self.pool_next[prev] = p
+        s.held_count += 1
+        return n_out
+
+    def process(
+        self,
+        const unsigned char[::1] buf not None,
+        const uint32_t[::1] offsets not None,
+        const uint32_t[::1] lengths not None,
+        object sources not None,
+        object out not None,
+        double now,
+        Py_ssize_t count=-1,
+    ):
+        """Classify ``count`` datagrams; write deliveries into ``out`` (DELIVERY_DTYPE); return how many."""
+        cdef Py_buffer src_view, out_view
+        cdef Py_ssize_t i, n_out = 0, cap, buf_len = buf.shape[0]
+        cdef const uint8_t* base
+        cdef const address_t* src
+        cdef delivery_t* rows
+        if getattr(sources, "dtype", None) != ADDRESS_DTYPE or getattr(out, "dtype", None) != DELIVERY_DTYPE:
+            raise ValueError("sources must be ADDRESS_DTYPE and out DELIVERY_DTYPE")
+        if count == -1:
+            count = min(offsets.shape[0], lengths.shape[0], len(sources))
+        if count < 0 or count > offsets.shape[0] or count > lengths.shape[0] or count > len(sources):
+            raise ValueError("count exceeds offsets, lengths or sources")
+        if buf_len > 0xFFFFFFFF:
+            raise ValueError("keep the receive buffer under 4 GiB (32-bit offsets)")
+        for i in range(count):
+            if <Py_ssize_t>offsets[i] + lengths[i] > buf_len:
+                raise ValueError(f"datagram {i} runs past the end of buf")
+        PyObject_GetBuffer(sources, &src_view, PyBUF_C_CONTIGUOUS)
+        try:
+            PyObject_GetBuffer(out, &out_view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
+            try:
+                cap = out_view.shape[0] if out_view.ndim == 1 else 0
+                base = &buf[0] if buf_len > 0 else NULL
+                src = <const address_t*>src_view.buf
+                rows = <delivery_t*>out_view.buf
+                with nogil:
+                    self.recycle()
+                    for i in range(count):
+                        n_out = self.receive_one(base, offsets[i], lengths[i], &src[i], <uint32_t>i, now,
+                                                 rows, n_out, cap)
+                        if n_out < 0:
+                            break
+                if n_out < 0:
+                    raise ValueError(f"out has room for {cap} rows, more needed")
+                return n_out
+            finally:
+                PyBuffer_Release(&out_view)
+        finally:
+            PyBuffer_Release(&src_view)
+
+    def release_expired(self, object out not None, double now):
+        """Release held packets older than ``reorder_timeout``: the gap before them is lost."""
+        cdef Py_buffer out_view
+        cdef Py_ssize_t slot, n_out = 0, cap
+        cdef session_t* s
+        cdef int32_t p
+        cdef double oldest
+        cdef delivery_t* rows
+        if getattr(out, "dtype", None) != DELIVERY_DTYPE:
+            raise ValueError("out must be DELIVERY_DTYPE")
+        PyObject_GetBuffer(out, &out_view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
+        try:
+            cap = out_view.shape[0] if out_view.ndim == 1 else 0
+            rows = <delivery_t*>out_view.buf
+            with nogil:
+                self.recycle()
+                for slot in range(self.max_sessions):
+                    s = &self.sessions[slot]
+                    if s.held_head < 0:
+                        continue
+                    oldest = self.pool_since[s.held_head]
+                    p = self.pool_next[s.held_head]
+                    while p >= 0:
+                        if self.pool_since[p] < oldest:
+                            oldest = self.pool_since[p]
+                        p = self.pool_next[p]
+                    if now - oldest < self.reorder_timeout:
+                        continue
+                    self.counter_rows[slot].reorder_timeouts += 1
+                    s.rx_expected = self.pool_ns[s.held_head]
+                    n_out = self.drain(s, rows, n_out, cap, <uint32_t>slot, 0, False)
+                    if n_out < 0:
+                        break
+            if n_out < 0:
+                raise ValueError(f"out has room for {cap} rows, more needed")
+            return n_out
+        finally:
+            PyBuffer_Release(&out_view)
+
+    def next_expiry(self):
+        """When the oldest held packet times out, or None."""
+        cdef Py_ssize_t slot
+        cdef int32_t p
+        cdef double oldest = -1.0
+        for slot in range(self.max_sessions):
+            p = self.sessions[slot].held_head
+            while p >= 0:
+                if oldest < 0 or self.pool_since[p] < oldest:
+                    oldest = self.pool_since[p]
+                p = self.pool_next[p]
+        return None if oldest < 0 else oldest + self.reorder_timeout
+
+    # --- send -------------------------------------------------------------------------------
+
+    def encapsulate(
+        self,
+        const uint32_t[::1] slots not None,
+        const uint32_t[::1] protocols not None,
+        const uint32_t[::1] lengths not None,
+        uint8_t[:, ::1] headers not None,
+        uint8_t[::1] header_lengths not None,
+        Py_ssize_t count=-1,
+    ):
+        """Write the L2TP data header and PPP framing for each payload; return how many were done."""
+        cdef Py_ssize_t i, done = 0
+        cdef uint32_t slot, protocol
+        cdef session_t* s
+        cdef uint8_t* h
+        cdef int n, l2tp_len
+        cdef counters_t* c
+        if count == -1:
+            count = min(slots.shape[0], protocols.shape[0], lengths.shape[0])
+        if headers.shape[1] < MAX_HEADER:
+            raise ValueError(f"headers must be uint8 of shape (n, >= {MAX_HEADER})")
+        if (count < 0 or count > slots.shape[0] or count > protocols.shape[0] or count > lengths.shape[0]
+                or count > headers.shape[0] or count > header_lengths.shape[0]):
+            raise ValueError("count exceeds an input or output")
+        with nogil:
+            for i in range(count):
+                slot = slots[i]
+                if slot >= <uint32_t>self.max_sessions or not self.sessions[slot].in_use:
+                    header_lengths[i] = 0
+                    continue
+                s = &self.sessions[slot]
+                h = &headers[i, 0]
+                h[0] = 0x08 if s.flags & SEQ_TX else 0x00
+                h[1] = 0x02
+                h[2] = s.peer_tunnel_id >> 8
+                h[3] = s.peer_tunnel_id & 0xFF
+                h[4] = s.peer_session_id >> 8
+                h[5] = s.peer_session_id & 0xFF
+                n = 6
+                if s.flags & SEQ_TX:
+                    h[6] = s.tx_ns >> 8
+                    h[7] = s.tx_ns & 0xFF
+                    h[8] = 0  # Nr is reserved in data messages (RFC 2661 3.1)
+                    h[9] = 0
+                    s.tx_ns += 1
+                    n = 10
+                l2tp_len = n
+                if not (s.flags & ACFC):
+                    h[n] = 0xFF
+                    h[n + 1] = 0x03
+                    n += 2
+                protocol = protocols[i]
+                if (s.flags & PFC) and protocol < 0x100 and (protocol & 1):
+                    h[n] = <uint8_t>protocol
+                    n += 1
+                else:
+                    h[n] = (protocol >> 8) & 0xFF
+                    h[n + 1] = protocol & 0xFF
+                    n += 2
+                header_lengths[i] = <uint8_t>n
+                c = &self.counter_rows[slot]
+                c.tx_packets += 1
+                c.tx_bytes += <uint64_t>(n - l2tp_len) + lengths[i]
+                done += 1
+        return done
+
+    # --- routes -------------------------------------------------------------------------------
+
+    cdef inline uint32_t route_find(self, const uint8_t* addr, int n) noexcept nogil:
+        cdef uint64_t hv = hash_bytes(addr, n)
+        cdef uint32_t b = <uint32_t>hv & self.route_mask
+        cdef uint8_t* entry
+        while True:
+            entry = self.route_addr + b * 17
+            if entry[0] == 0:
+                return NO_SLOT
+            if self.route_hash[b] == hv and entry[0] == n and memcmp(entry + 1, addr, n) == 0:
+                return b
+            b = (b + 1) & self.route_mask
+
+    def route_add(self, bytes address not None, Py_ssize_t slot):
+        """Packets to ``address`` (4 or 16 octets) go to the session in ``slot``."""
+        cdef int n = len(address)
+        cdef const uint8_t* a = <const uint8_t*>address
+        cdef uint32_t b
+        cdef uint64_t hv
+        if n != 4 and n != 16:
+            raise ValueError("an IPv4 or IPv6 address: 4 or 16 octets")
+        self.used(slot)
+        b = self.route_find(a, n)
+        if b != NO_SLOT:
+            self.route_slot[b] = <uint32_t>slot
+            return
+        if self.n_routes + 1 > (self.route_mask + 1) // 2:
+            raise ValueError("the route table is full")
+        hv = hash_bytes(a, n)
+        b = <uint32_t>hv & self.route_mask
+        while (self.route_addr + b * 17)[0] != 0:
+            b = (b + 1) & self.route_mask
+        self.route_hash[b] = hv
+        (self.route_addr + b * 17)[0] = <uint8_t>n
+        memcpy(self.route_addr + b * 17 + 1, a, n)
+        self.route_slot[b] = <uint32_t>slot
+        self.n_routes += 1
+
+    cdef void route_delete_bucket(self, uint32_t b) noexcept nogil:
+        cdef uint32_t j, home
+        (self.route_addr + b * 17)[0] = 0
+        self.n_routes -= 1
+        j = b
+        while True:
+            j = (j + 1) & self.route_mask
+            if (self.route_addr + j * 17)[0] == 0:
+                break
+            home = <uint32_t>self.route_hash[j] & self.route_mask
+            if (j > b and (home <= b or home > j)) or (j < b and (home <= b and home > j)):
+                self.route_hash[b] = self.route_hash[j]
+                memcpy(self.route_addr + b * 17, self.route_addr + j * 17, 17)
+                self.route_slot[b] = self.route_slot[j]
+                (self.route_addr + j * 17)[0] = 0
+                b = j
+
+    def route_del(self, bytes address not None):
+        cdef int n = len(address)
+        cdef uint32_t b
+        if n != 4 and n != 16:
+            return False
+        b = self.route_find(<const uint8_t*>address, n)
+        if b == NO_SLOT:
+            return False
+        self.route_delete_bucket(b)
+        return True
+
+    cdef void drop_routes_to(self, uint32_t slot) noexcept nogil:
+        cdef uint32_t b = 0
+        if self.n_routes == 0:
+            return
+        while b <= self.route_mask:
+            if (self.route_addr + b * 17)[0] != 0 and self.route_slot[b] == slot:
+                self.route_delete_bucket(b)  # may shift a later entry into b: look at b again
+                continue
+            b += 1
+
+    def route_batch(
+        self,
+        const unsigned char[::1] buf not None,
+        const uint32_t[::1] offsets not None,
+        const uint32_t[::1] lengths not None,
+        uint32_t[::1] slots not None,
+        Py_ssize_t count=-1,
+    ):
+        """For each IP packet, the slot its destination routes to (0xFFFFFFFF when none)."""
+        cdef Py_ssize_t i, found = 0, buf_len = buf.shape[0]
+        cdef uint32_t start, length, b, slot
+        cdef const uint8_t* p
+        if count == -1:
+            count = min(offsets.shape[0], lengths.shape[0])
+        if count < 0 or count > offsets.shape[0] or count > lengths.shape[0] or count > slots.shape[0]:
+            raise ValueError("count exceeds an input or output")
+        for i in range(count):
+            if <Py_ssize_t>offsets[i] + lengths[i] > buf_len:
+                raise ValueError(f"packet {i} runs past the end of buf")
+        with nogil:
+            for i in range(count):
+                start = offsets[i]
+                length = lengths[i]
+                p = &buf[start] if length > 0 else NULL
+                slot = NO_SLOT
+                if length >= 20 and p[0] >> 4 == 4:
+                    b = self.route_find(p + 16, 4)
+                    if b != NO_SLOT:
+                        slot = self.route_slot[b]
+                elif length >= 40 and p[0] >> 4 == 6:
+                    b = self.route_find(p + 24, 16)
+                    if b != NO_SLOT:
+                        slot = self.route_slot[b]
+                slots[i] = slot
+                if slot != NO_SLOT:
+                    found += 1
+        return found
+
+
+def _layouts():
+    """Sizes and field offsets of the C structs that mirror numpy dtypes (tests/fastpath)."""
+    cdef delivery_t d
+    cdef address_t a
+    cdef counters_t c
+    cdef char* bd = <char*>&d
+    cdef char* ba = <char*>&a
+    cdef char* bc = <char*>&c
+    return {
+        "delivery": {
+            "itemsize": sizeof(delivery_t), "offset": <char*>&d.offset - bd, "length": <char*>&d.length - bd,
+            "slot": <char*>&d.slot - bd, "datagram": <char*>&d.datagram - bd,
+            "protocol": <char*>&d.protocol - bd, "action": <char*>&d.action - bd,
+            "source": <char*>&d.source - bd,
+        },
+        "address": {
+            "itemsize": sizeof(address_t), "addr": <char*>&a.addr - ba, "port": <char*>&a.port - ba,
+            "family": <char*>&a.family - ba, "pad": <char*>&a.pad - ba,
+        },
+        "counters": {
+            "itemsize": sizeof(counters_t), "rx_packets": <char*>&c.rx_packets - bc,
+            "rx_bytes": <char*>&c.rx_bytes - bc, "tx_packets": <char*>&c.tx_packets - bc,
+            "tx_bytes": <char*>&c.tx_bytes - bc, "out_of_order": <char*>&c.out_of_order - bc,
+            "duplicates": <char*>&c.duplicates - bc, "reorder_timeouts": <char*>&c.reorder_timeouts - bc,
+            "dropped": <char*>&c.dropped - bc,
+        },
+    }

@@ -1,0 +1,376 @@
+"""The data path, compiled (``l2tpfast._dataplane``) and reference (``l2tpfast.reference.dataplane``).
+
+Each behaviour test runs against both (STYLE.md 8). The differential test feeds both the same
+seeded streams (in order, reordered, duplicated, lost; with and without S, O and P; malformed;
+unknown sessions; wrong peers; control messages) and asserts the same deliveries in the same
+order, the same bytes, and the same counters.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import l2tpfast._dataplane
+import l2tpfast.reference.dataplane as ref
+from l2tpfast.wire.constants import DeliveryAction, DropReason, SessionTarget
+from l2tpfast.wire.dtypes import ADDRESS_DTYPE, DELIVERY_DTYPE, SESSION_COUNTERS_DTYPE
+from l2tpfast.wire.header import build_control_header, build_data_header, parse_header
+
+IMPLS = {"compiled": l2tpfast._dataplane.DataPath, "reference": ref.DataPath}
+PEER4 = ("192.0.2.1", 1701)
+
+
+def address(host: str, port: int) -> Any:
+    a = np.zeros((), dtype=ADDRESS_DTYPE)
+    if ":" in host:
+        import ipaddress
+
+        a["addr"][:] = list(ipaddress.IPv6Address(host).packed)
+        a["family"] = 6
+    else:
+        a["addr"][:4] = [int(x) for x in host.split(".")]
+        a["family"] = 4
+    a["port"] = port
+    return a
+
+
+@pytest.fixture(params=sorted(IMPLS))
+def impl(request: pytest.FixtureRequest) -> Any:
+    return IMPLS[request.param]
+
+
+def batch(
+    datagrams: list[bytes], sources: list[Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    buf = np.frombuffer(b"".join(datagrams) or b"\0", dtype=np.uint8)
+    lengths = np.array([len(d) for d in datagrams], dtype=np.uint32)
+    offsets = np.zeros(len(datagrams), dtype=np.uint32)
+    if datagrams:
+        offsets[1:] = np.cumsum(lengths)[:-1]
+    src = np.zeros(len(datagrams), dtype=ADDRESS_DTYPE)
+    for i, s in enumerate(sources):
+        src[i] = s
+    return buf, offsets, lengths, src
+
+
+def data(tid: int, sid: int, payload: bytes, *, ns: int | None = None, priority: bool = False) -> bytes:
+    return build_data_header(tid, sid, ns=ns, priority=priority) + payload
+
+
+def run(dp: Any, datagrams: list[bytes], sources: list[Any] | None = None, now: float = 0.0) -> list[tuple]:
+    sources = sources if sources is not None else [address(*PEER4)] * len(datagrams)
+    buf, offsets, lengths, src = batch(datagrams, sources)
+    out = np.zeros(len(datagrams) * 40 + 8, dtype=DELIVERY_DTYPE)
+    n = dp.process(buf, offsets, lengths, src, out, now)
+    rows = []
+    pool = dp.pool.reshape(-1)
+    for row in out[:n]:
+        where = buf if row["source"] == 0 else pool
+        body = bytes(where[row["offset"] : row["offset"] + row["length"]])
+        rows.append((int(row["action"]), int(row["slot"]), int(row["protocol"]), body, int(row["source"])))
+    return rows
+
+
+IP = b"\xff\x03\x00\x21"
+
+
+def test_in_order_ip_to_tun_and_lcp_to_ppp(impl: Any) -> None:
+    dp = impl(8)
+    slot = dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
+    rows = run(
+        dp, [data(5, 6, IP + b"ip-packet"), data(5, 6, b"\xff\x03\xc0\x21" + b"lcp"), data(5, 6, b"\x21v4")]
+    )
+    assert rows == [
+        (DeliveryAction.TUN, slot, 0x21, b"ip-packet", 0),
+        (DeliveryAction.PPP, slot, 0xC021, b"lcp", 0),
+        (DeliveryAction.TUN, slot, 0x21, b"v4", 0),  # no FF 03, one-octet protocol (ACFC, PFC)
+    ]
+    c = dp.counters[slot]
+    assert c["rx_packets"] == 3 and c["rx_bytes"] == 13 + 7 + 3
+
+
+def test_control_is_handed_up_whole(impl: Any) -> None:
+    dp = impl(4)
+    hello = build_control_header(7, 0, 1, 2, 8) + b"\x80\x08\x00\x00\x00\x00\x00\x06"
+    rows = run(dp, [hello], [address("198.51.100.9", 4000)])
+    assert rows == [(DeliveryAction.CONTROL, 0, 0, hello, 0)]
+
+
+def test_drops_unknown_session_wrong_peer_malformed(impl: Any) -> None:
+    dp = impl(4)
+    slot = dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
+    rows = run(
+        dp,
+        [
+            data(5, 7, IP + b"x"),
+            data(5, 6, IP + b"x"),
+            b"\x00\x02\x00",
+            b"\x00\x01" + b"\0" * 10,
+            data(5, 6, b"\x00"),
+        ],
+        [address(*PEER4), address("192.0.2.1", 1702), address(*PEER4), address(*PEER4), address(*PEER4)],
+    )
+    assert rows == []
+    drops = dp.drops
+    assert drops[DropReason.UNKNOWN_SESSION] == 1 and drops[DropReason.WRONG_PEER] == 1
+    assert (
+        drops[DropReason.TRUNCATED] == 1 and drops[DropReason.L2F] == 1 and drops[DropReason.SHORT_PPP] == 1
+    )
+    assert dp.counters[slot]["dropped"] == 2 and dp.counters[slot]["rx_packets"] == 0
+
+
+def test_reorder_holds_then_delivers_in_order(impl: Any) -> None:
+    dp = impl(4, reorder_window=8)
+    slot = dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
+    order = [0, 3, 2, 2, 1, 4, 0]
+    rows = run(dp, [data(5, 6, IP + bytes([n]), ns=n) for n in order])
+    assert [r[3] for r in rows] == [bytes([n]) for n in range(5)]
+    assert [r[4] for r in rows] == [0, 0, 1, 1, 0]  # 1 arrives, then 2 and 3 come from the pool
+    c = dp.counters[slot]
+    assert (c["out_of_order"], c["duplicates"], c["rx_packets"]) == (2, 2, 5)
+    assert dp.held_count() == 0
+
+
+def test_priority_skips_the_queue(impl: Any) -> None:
+    dp = impl(4, reorder_window=8)
+    dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
+    rows = run(
+        dp,
+        [
+            data(5, 6, IP + b"a", ns=0),
+            data(5, 6, IP + b"c", ns=2),
+            data(5, 6, IP + b"p", ns=9, priority=True),
+        ],
+    )
+    assert [r[3] for r in rows] == [b"a", b"p"]
+    assert dp.held_count() == 1
+
+
+def test_far_ahead_gives_up_the_gap(impl: Any) -> None:
+    dp = impl(4, reorder_window=4)
+    dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
+    rows = run(dp, [data(5, 6, IP + bytes([n]), ns=n) for n in (0, 2, 3, 10, 11, 9)])
+    assert [r[3] for r in rows] == [b"\0", b"\2", b"\3", b"\x0a", b"\x0b"]  # 9 comes too late
+
+
+def test_timeout_releases_held_packets(impl: Any) -> None:
+    dp = impl(4, reorder_window=8, reorder_timeout=0.05)
+    slot = dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
+    run(dp, [data(5, 6, IP + bytes([n]), ns=n) for n in (0, 2, 3, 5)], now=1.0)
+    assert dp.held_count() == 3 and dp.next_expiry() == pytest.approx(1.05)
+    out = np.zeros(16, dtype=DELIVERY_DTYPE)
+    assert dp.release_expired(out, 1.01) == 0
+    n = dp.release_expired(out, 1.06)
+    assert n == 2 and [int(r["length"]) for r in out[:n]] == [1, 1]  # 2 and 3; 5 waits for 4
+    assert dp.counters[slot]["reorder_timeouts"] == 1
+    n = dp.release_expired(out, 1.2)
+    assert n == 1 and dp.held_count() == 0
+
+
+def test_pool_full_drops(impl: Any) -> None:
+    dp = impl(4, pool_slots=2, reorder_window=16)
+    slot = dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
+    run(dp, [data(5, 6, IP + b"x", ns=n) for n in (0, 2, 3, 4)])
+    assert dp.drops[DropReason.POOL_FULL] == 1 and dp.counters[slot]["dropped"] == 1
+
+
+def test_remove_session_frees_its_pool_slots(impl: Any) -> None:
+    dp = impl(4, pool_slots=4)
+    dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
+    run(dp, [data(5, 6, IP + b"x", ns=n) for n in (0, 2, 3)])
+    assert dp.held_count() == 2
+    assert dp.remove_session(5, 6) and not dp.remove_session(5, 6)
+    assert dp.held_count() == 0 and dp.lookup(5, 6) == -1
+    assert run(dp, [data(5, 6, IP + b"x")]) == [] and dp.drops[DropReason.UNKNOWN_SESSION] == 1
+
+
+def test_switch_and_ppp_targets(impl: Any) -> None:
+    dp = impl(4)
+    a = dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.SWITCH, target_index=1)
+    b = dp.add_session(5, 7, 50, 61, address(*PEER4), target=SessionTarget.PPP)
+    rows = run(dp, [data(5, 6, IP + b"s"), data(5, 7, IP + b"p")])
+    assert rows == [(DeliveryAction.SWITCH, a, 0x21, b"s", 0), (DeliveryAction.PPP, b, 0x21, b"p", 0)]
+
+
+def test_ipv6_peer_and_offset_padding(impl: Any) -> None:
+    dp = impl(4)
+    peer = address("2001:db8::1", 1701)
+    slot = dp.add_session(5, 6, 50, 60, peer, target=SessionTarget.TUN)
+    padded = build_data_header(5, 6, offset_size=3) + b"\xff\x03\x00\x57" + b"v6"  # 3 octets of padding
+    rows = run(dp, [padded], [peer])
+    assert rows == [(DeliveryAction.TUN, slot, 0x57, b"v6", 0)]
+
+
+def test_table_add_remove_many_keeps_lookups(impl: Any) -> None:
+    dp = impl(3000)
+    rng = random.Random(5)
+    keys = rng.sample([(t, s) for t in range(1, 60) for s in range(1, 200)], 2500)
+    slots = {k: dp.add_session(k[0], k[1], 1, 1, address(*PEER4)) for k in keys}
+    for k in keys[::2]:
+        assert dp.remove_session(*k)
+    for i, k in enumerate(keys):
+        assert dp.lookup(*k) == (-1 if i % 2 == 0 else slots[k])
+    with pytest.raises(ValueError, match="already"):
+        dp.add_session(keys[1][0], keys[1][1], 1, 1, address(*PEER4))
+    assert dp.session_count() == len(keys) // 2
+
+
+def test_encapsulate_headers(impl: Any) -> None:
+    dp = impl(4)
+    plain = dp.add_session(5, 6, 50, 60, address(*PEER4))
+    seq = dp.add_session(5, 7, 50, 61, address(*PEER4), flags=ref.SEQ_TX | ref.PFC | ref.ACFC)
+    slots = np.array([plain, seq, seq, 3], dtype=np.uint32)
+    protocols = np.array([0x21, 0x21, 0xC021, 0x21], dtype=np.uint32)
+    lengths = np.array([100, 100, 10, 5], dtype=np.uint32)
+    headers = np.zeros((4, ref.MAX_HEADER), dtype=np.uint8)
+    hl = np.zeros(4, dtype=np.uint8)
+    assert dp.encapsulate(slots, protocols, lengths, headers, hl) == 3
+    h0 = bytes(headers[0, : hl[0]])
+    parsed, off = parse_header(h0 + b"\0" * 100)
+    assert (parsed.tunnel_id, parsed.session_id, parsed.ns) == (50, 60, None) and h0[
+        off:
+    ] == b"\xff\x03\x00\x21"
+    h1 = bytes(headers[1, : hl[1]])
+    p1, off1 = parse_header(h1)
+    assert (p1.session_id, p1.ns, p1.nr) == (61, 0, 0) and h1[off1:] == b"\x21"
+    p2, off2 = parse_header(bytes(headers[2, : hl[2]]))
+    assert p2.ns == 1 and bytes(headers[2, off2 : hl[2]]) == b"\xc0\x21"
+    assert hl[3] == 0
+    assert dp.counters[seq]["tx_packets"] == 2 and dp.counters[seq]["tx_bytes"] == 1 + 100 + 2 + 10
+
+
+def test_lac_follows_the_s_bit(impl: Any) -> None:
+    dp = impl(4)
+    slot = dp.add_session(5, 6, 50, 60, address(*PEER4), flags=ref.SEQ_TX_FOLLOW)
+    run(dp, [data(5, 6, IP + b"x")])
+    assert not dp.get_flags(slot) & ref.SEQ_TX
+    run(dp, [data(5, 6, IP + b"x", ns=0)])
+    assert dp.get_flags(slot) & ref.SEQ_TX
+
+
+def test_routes(impl: Any) -> None:
+    dp = impl(8)
+    a = dp.add_session(5, 6, 50, 60, address(*PEER4))
+    b = dp.add_session(5, 7, 50, 61, address(*PEER4))
+    dp.route_add(bytes([10, 0, 0, 1]), a)
+    dp.route_add(bytes(15) + b"\x02", b)
+    v4 = bytes([0x45]) + bytes(15) + bytes([10, 0, 0, 1])
+    v6 = bytes([0x60]) + bytes(23) + bytes(15) + b"\x02"
+    other = bytes([0x45]) + bytes(15) + bytes([10, 0, 0, 9])
+    pkts = [v4, v6, other, b"\x45"]
+    buf = np.frombuffer(b"".join(pkts), dtype=np.uint8)
+    lengths = np.array([len(p) for p in pkts], dtype=np.uint32)
+    offsets = np.array([0, 20, 60, 80], dtype=np.uint32)
+    slots = np.zeros(4, dtype=np.uint32)
+    assert dp.route_batch(buf, offsets, lengths, slots) == 2
+    assert list(slots) == [a, b, 0xFFFFFFFF, 0xFFFFFFFF]
+    dp.remove_session(5, 6)  # its routes go with it
+    assert dp.route_batch(buf, offsets, lengths, slots) == 1 and slots[0] == 0xFFFFFFFF
+    assert dp.route_del(bytes(15) + b"\x02") and not dp.route_del(bytes(15) + b"\x02")
+
+
+def test_memory_per_session_at_100k_sessions() -> None:
+    dp = l2tpfast._dataplane.DataPath(100_000)
+    peer = address(*PEER4)
+    for i in range(100_000):
+        dp.add_session(1 + i // 50_000, 1 + i % 50_000, 1, 1, peer)
+    assert dp.session_count() == 100_000
+    assert dp.memory_per_session() <= 128, dp.memory_per_session()
+
+
+def test_c_structs_match_the_dtypes() -> None:
+    layouts = l2tpfast._dataplane._layouts()
+    for name, dtype in (
+        ("delivery", DELIVERY_DTYPE),
+        ("address", ADDRESS_DTYPE),
+        ("counters", SESSION_COUNTERS_DTYPE),
+    ):
+        assert layouts[name]["itemsize"] == dtype.itemsize
+        for field, (_, offset, *_) in dtype.fields.items():
+            assert layouts[name][field] == offset, (name, field)
+
+
+# --- differential ---------------------------------------------------------------------------------
+
+PROTOCOLS = [0x0021, 0x0057, 0xC021, 0xC023, 0x8021, 0x8057, 0xC223]
+
+
+def _stream(rng: random.Random, n: int) -> list[tuple[bytes, Any]]:
+    """Datagrams for sessions (5,6) TUN sequenced, (5,7) PPP unsequenced, (9,1) SWITCH, plus noise."""
+    out: list[tuple[bytes, Any]] = []
+    ns = {6: 0, 1: 0}
+    for _ in range(n):
+        kind = rng.random()
+        src = address(*PEER4)
+        if kind < 0.05:
+            out.append((build_control_header(5, 0, rng.randrange(9), 0, 8) + b"\x80\x08\0\0\0\0\0\x06", src))
+            continue
+        if kind < 0.10:
+            d = bytes(rng.randrange(256) for _ in range(rng.randrange(12)))
+            out.append((d, src))
+            continue
+        sid = rng.choice([6, 7, 1, 8])
+        tid = 9 if sid == 1 else 5
+        protocol = rng.choice(PROTOCOLS)
+        ppp = b"" if rng.random() < 0.3 else b"\xff\x03"
+        ppp += bytes([protocol]) if protocol < 0x100 and rng.random() < 0.5 else protocol.to_bytes(2, "big")
+        payload = ppp + bytes(rng.randrange(256) for _ in range(rng.randrange(0, 60)))
+        seq = None
+        if sid in ns and rng.random() < 0.9:
+            # mostly in order, with reordering, duplicates and loss
+            step = rng.choices([1, 0, 2, 3, -1, -2, 20], [70, 6, 8, 4, 6, 4, 2])[0]
+            ns[sid] = (ns[sid] + step) % 65536
+            seq = ns[sid]
+        header = build_data_header(
+            tid, sid, ns=seq, priority=rng.random() < 0.05, offset_size=rng.choice([None, None, None, 0, 2])
+        )
+        if rng.random() < 0.05:
+            src = address("192.0.2.77", 1701)
+        out.append((header + payload, src))
+    return out
+
+
+def _snapshot(dp: Any, rows_out: list[tuple]) -> tuple:
+    return (rows_out, dp.counters.tobytes(), dp.drops.tolist(), dp.held_count(), dp.session_count())
+
+
+def _play(cls: type, stream: list[tuple[bytes, Any]], rng: random.Random, window: int) -> tuple:
+    dp = cls(16, pool_slots=24, reorder_window=window, reorder_timeout=0.5)
+    dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
+    dp.add_session(5, 7, 50, 61, address(*PEER4), target=SessionTarget.PPP, flags=ref.SEQ_TX_FOLLOW)
+    dp.add_session(9, 1, 90, 11, address(*PEER4), target=SessionTarget.SWITCH, target_index=0)
+    rows: list[tuple] = []
+    now = 0.0
+    i = 0
+    while i < len(stream):
+        size = rng.randrange(1, 40)
+        chunk = stream[i : i + size]
+        i += size
+        now += rng.random() * 0.3
+        rows.append(("batch", tuple(run(dp, [d for d, _ in chunk], [s for _, s in chunk], now))))
+        if rng.random() < 0.3:
+            out = np.zeros(64, dtype=DELIVERY_DTYPE)
+            n = dp.release_expired(out, now)
+            pool = dp.pool.reshape(-1)
+            rows.append(
+                ("timeout", tuple(bytes(pool[r["offset"] : r["offset"] + r["length"]]) for r in out[:n]))
+            )
+        if rng.random() < 0.05:
+            dp.remove_session(5, 6)
+            dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
+    return _snapshot(dp, rows)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), window=st.sampled_from([0, 1, 4, 16]))
+def test_compiled_and_reference_agree(seed: int, window: int) -> None:
+    stream = _stream(random.Random(seed), 300)
+    compiled = _play(l2tpfast._dataplane.DataPath, stream, random.Random(seed + 1), window)
+    reference = _play(ref.DataPath, stream, random.Random(seed + 1), window)
+    assert compiled == reference, f"seed {seed}, window {window}"
