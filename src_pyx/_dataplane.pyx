@@ -534,6 +534,14 @@ cdef class DataPath:
             self.drop_counts[DROP_DUPLICATE] += 1
             c.duplicates += 1
             return n_out
+        if distance == 0:
+            # Held packets are always ahead of rx_expected, so this one cannot be among them.
+            n_out = self.deliver(out, n_out, cap, pos, end - pos, slot, index, protocol, action, 0,
+                                 h.payload_length)
+            s.rx_expected = <uint16_t>(h.ns + 1)
+            if n_out < 0 or s.held_head < 0:
+                return n_out
+            return self.drain(s, out, n_out, cap, slot, index, False)
         p = s.held_head
         while p >= 0:
             if self.pool_ns[p] == h.ns:
@@ -541,13 +549,6 @@ cdef class DataPath:
                 c.duplicates += 1
                 return n_out
             p = self.pool_next[p]
-        if distance == 0:
-            n_out = self.deliver(out, n_out, cap, pos, end - pos, slot, index, protocol, action, 0,
-                                 h.payload_length)
-            s.rx_expected = <uint16_t>(h.ns + 1)
-            if n_out < 0:
-                return n_out
-            return self.drain(s, out, n_out, cap, slot, index, False)
         c.out_of_order += 1
         if distance >= self.reorder_window:
             n_out = self.drain(s, out, n_out, cap, slot, index, True)
