@@ -22,6 +22,14 @@ call only. Rows that point into the pool stay valid until the next ``process`` o
 
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.pythread cimport (
+    WAIT_LOCK,
+    PyThread_acquire_lock,
+    PyThread_allocate_lock,
+    PyThread_free_lock,
+    PyThread_release_lock,
+    PyThread_type_lock,
+)
 from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
@@ -105,6 +113,7 @@ ctypedef packed struct counters_t:
     uint32_t dropped
 
 # One session: 48 octets. With its counters (48) and two buckets (16) it costs 112 octets.
+# Field order keeps it at 48: peer (20), four 32-bit, six 16-bit, four 8-bit.
 ctypedef struct session_t:
     address_t peer
     uint32_t key            # tunnel << 16 | session; 0 when the slot is free
@@ -115,6 +124,7 @@ ctypedef struct session_t:
     uint16_t tx_ns
     uint16_t rx_expected
     uint16_t held_count
+    uint16_t local_index    # into DataPath.locals: the address our data leaves from; 0: any
     uint8_t target
     uint8_t flags
     uint8_t rx_started
@@ -183,6 +193,12 @@ cdef class DataPath:
     cdef uint32_t* route_slot
     cdef uint32_t route_mask
     cdef Py_ssize_t n_routes
+    # Local addresses our data leaves from (index 0: let the kernel choose).
+    cdef address_t locals[256]
+    cdef int n_locals
+    # Held by a forwarding loop for a whole batch, and by every method that changes the tables,
+    # so that the control plane can add and remove sessions while a loop runs in another thread.
+    cdef PyThread_type_lock lock
 
     def __cinit__(
         self,
@@ -244,6 +260,11 @@ cdef class DataPath:
         self.n_release_later = 0
         self.n_sessions = 0
         self.n_routes = 0
+        self.n_locals = 1
+        memset(&self.locals[0], 0, sizeof(address_t))
+        self.lock = PyThread_allocate_lock()
+        if self.lock == NULL:
+            raise MemoryError()
         # The numpy arrays own the memory Python reads; we keep raw pointers into them, valid
         # as long as self holds the arrays (readonly attributes: never rebound).
         self.pool = np.zeros((pool_slots, slot_size), dtype=np.uint8)
@@ -256,6 +277,8 @@ cdef class DataPath:
         self.drop_counts = <uint64_t*><size_t>self.drops.ctypes.data
 
     def __dealloc__(self):
+        if self.lock != NULL:
+            PyThread_free_lock(self.lock)
         PyMem_Free(self.sessions)
         PyMem_Free(self.bucket_keys)
         PyMem_Free(self.bucket_slots)
@@ -283,6 +306,13 @@ cdef class DataPath:
             b = (b + 1) & self.bucket_mask
         return NO_SLOT
 
+    cdef inline void lock_tables(self) noexcept:
+        with nogil:
+            PyThread_acquire_lock(self.lock, WAIT_LOCK)
+
+    cdef inline void unlock_tables(self) noexcept:
+        PyThread_release_lock(self.lock)
+
     def add_session(
         self,
         int local_tunnel_id,
@@ -294,11 +324,40 @@ cdef class DataPath:
         int target=TARGET_PPP,
         Py_ssize_t target_index=0,
         int flags=0,
+        object local=None,
     ):
-        """Install a session; ``peer`` is an ADDRESS_DTYPE scalar. Returns its slot."""
+        """Install a session; ``peer`` (and ``local``, the address our data leaves from) are
+        ADDRESS_DTYPE scalars. Returns its slot."""
+        self.lock_tables()
+        try:
+            return self._add_session(local_tunnel_id, local_session_id, peer_tunnel_id, peer_session_id,
+                                     peer, target, target_index, flags, local)
+        finally:
+            self.unlock_tables()
+
+    cdef int local_index(self, object local) except -1:
+        cdef bytes raw
+        cdef int i
+        if local is None:
+            return 0
+        raw = np.asarray(local, dtype=ADDRESS_DTYPE).tobytes()
+        for i in range(1, self.n_locals):
+            if memcmp(&self.locals[i], <const char*>raw, ADDRESS_COMPARED) == 0:
+                return i
+        if self.n_locals == 256:
+            raise ValueError("more than 255 local addresses")
+        memcpy(&self.locals[self.n_locals], <const char*>raw, sizeof(address_t))
+        self.n_locals += 1
+        return self.n_locals - 1
+
+    cdef object _add_session(
+        self, int local_tunnel_id, int local_session_id, int peer_tunnel_id, int peer_session_id,
+        object peer, int target, Py_ssize_t target_index, int flags, object local,
+    ):
         cdef uint32_t key, slot, b
         cdef session_t* s
         cdef bytes raw
+        cdef int local_index
         if not 1 <= local_tunnel_id <= 0xFFFF or not 1 <= local_session_id <= 0xFFFF:
             raise ValueError("tunnel and session IDs are 1..65535")
         key = (<uint32_t>local_tunnel_id << 16) | <uint32_t>local_session_id
@@ -307,6 +366,7 @@ cdef class DataPath:
         if self.n_free_slots == 0:
             raise ValueError(f"the session table is full ({self.max_sessions} sessions)")
         raw = np.asarray(peer, dtype=ADDRESS_DTYPE).tobytes()
+        local_index = self.local_index(local)
         self.n_free_slots -= 1
         slot = self.free_slots[self.n_free_slots]
         s = &self.sessions[slot]
@@ -319,6 +379,7 @@ cdef class DataPath:
         s.target_index = <uint32_t>target_index
         s.flags = <uint8_t>flags
         s.held_head = -1
+        s.local_index = <uint16_t>local_index
         s.in_use = 1
         memset(&self.counter_rows[slot], 0, sizeof(counters_t))
         b = hash32(key) & self.bucket_mask
@@ -331,6 +392,13 @@ cdef class DataPath:
 
     def remove_session(self, int local_tunnel_id, int local_session_id):
         """Take a session out; its held packets are dropped. False if it was not there."""
+        self.lock_tables()
+        try:
+            return self._remove_session(local_tunnel_id, local_session_id)
+        finally:
+            self.unlock_tables()
+
+    cdef bint _remove_session(self, int local_tunnel_id, int local_session_id):
         cdef uint32_t key = (
             (<uint32_t>(local_tunnel_id & 0xFFFF) << 16) | <uint32_t>(local_session_id & 0xFFFF)
         )
@@ -385,7 +453,11 @@ cdef class DataPath:
         return &self.sessions[slot]
 
     def set_flags(self, Py_ssize_t slot, int flags):
-        self.used(slot).flags = <uint8_t>flags
+        self.lock_tables()
+        try:
+            self.used(slot).flags = <uint8_t>flags
+        finally:
+            self.unlock_tables()
 
     def get_flags(self, Py_ssize_t slot):
         return self.used(slot).flags
@@ -585,6 +657,20 @@ cdef class DataPath:
         s.held_count += 1
         return n_out
 
+    cdef Py_ssize_t process_c(
+        self, const uint8_t* base, const uint32_t* offsets, const uint32_t* lengths,
+        const address_t* sources, Py_ssize_t count, double now, delivery_t* rows, Py_ssize_t cap,
+    ) noexcept nogil:
+        """The batch loop of ``process``; -1 when ``rows`` is too small. The caller holds the lock."""
+        cdef Py_ssize_t i, n_out = 0
+        self.recycle()
+        for i in range(count):
+            n_out = self.receive_one(base, offsets[i], lengths[i], &sources[i], <uint32_t>i, now,
+                                     rows, n_out, cap)
+            if n_out < 0:
+                break
+        return n_out
+
     def process(
         self,
         const unsigned char[::1] buf not None,
@@ -599,8 +685,6 @@ cdef class DataPath:
         cdef Py_buffer src_view, out_view
         cdef Py_ssize_t i, n_out = 0, cap, buf_len = buf.shape[0]
         cdef const uint8_t* base
-        cdef const address_t* src
-        cdef delivery_t* rows
         if getattr(sources, "dtype", None) != ADDRESS_DTYPE or getattr(out, "dtype", None) != DELIVERY_DTYPE:
             raise ValueError("sources must be ADDRESS_DTYPE and out DELIVERY_DTYPE")
         if count == -1:
@@ -612,21 +696,23 @@ cdef class DataPath:
         for i in range(count):
             if <Py_ssize_t>offsets[i] + lengths[i] > buf_len:
                 raise ValueError(f"datagram {i} runs past the end of buf")
+        if count == 0:
+            with nogil:
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                self.recycle()
+                PyThread_release_lock(self.lock)
+            return 0
         PyObject_GetBuffer(sources, &src_view, PyBUF_C_CONTIGUOUS)
         try:
             PyObject_GetBuffer(out, &out_view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
             try:
                 cap = out_view.shape[0] if out_view.ndim == 1 else 0
                 base = &buf[0] if buf_len > 0 else NULL
-                src = <const address_t*>src_view.buf
-                rows = <delivery_t*>out_view.buf
                 with nogil:
-                    self.recycle()
-                    for i in range(count):
-                        n_out = self.receive_one(base, offsets[i], lengths[i], &src[i], <uint32_t>i, now,
-                                                 rows, n_out, cap)
-                        if n_out < 0:
-                            break
+                    PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                    n_out = self.process_c(base, &offsets[0], &lengths[0], <const address_t*>src_view.buf,
+                                           count, now, <delivery_t*>out_view.buf, cap)
+                    PyThread_release_lock(self.lock)
                 if n_out < 0:
                     raise ValueError(f"out has room for {cap} rows, more needed")
                 return n_out
@@ -635,39 +721,47 @@ cdef class DataPath:
         finally:
             PyBuffer_Release(&src_view)
 
-    def release_expired(self, object out not None, double now):
-        """Release held packets older than ``reorder_timeout``: the gap before them is lost."""
-        cdef Py_buffer out_view
-        cdef Py_ssize_t slot, n_out = 0, cap
+    cdef Py_ssize_t release_c(self, double now, delivery_t* rows, Py_ssize_t cap) noexcept nogil:
+        """The loop of ``release_expired``; -1 when ``rows`` is too small. The caller holds the lock."""
+        cdef Py_ssize_t slot, n_out = 0
         cdef session_t* s
         cdef int32_t p
         cdef double oldest
-        cdef delivery_t* rows
+        self.recycle()
+        if self.n_free_pool + self.n_release_later == self.pool_slots:
+            return 0  # nothing held anywhere: no need to visit the sessions
+        for slot in range(self.max_sessions):
+            s = &self.sessions[slot]
+            if s.held_head < 0:
+                continue
+            oldest = self.pool_since[s.held_head]
+            p = self.pool_next[s.held_head]
+            while p >= 0:
+                if self.pool_since[p] < oldest:
+                    oldest = self.pool_since[p]
+                p = self.pool_next[p]
+            if now - oldest < self.reorder_timeout:
+                continue
+            self.counter_rows[slot].reorder_timeouts += 1
+            s.rx_expected = self.pool_ns[s.held_head]
+            n_out = self.drain(s, rows, n_out, cap, <uint32_t>slot, 0, False)
+            if n_out < 0:
+                break
+        return n_out
+
+    def release_expired(self, object out not None, double now):
+        """Release held packets older than ``reorder_timeout``: the gap before them is lost."""
+        cdef Py_buffer out_view
+        cdef Py_ssize_t n_out = 0, cap
         if getattr(out, "dtype", None) != DELIVERY_DTYPE:
             raise ValueError("out must be DELIVERY_DTYPE")
         PyObject_GetBuffer(out, &out_view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS)
         try:
             cap = out_view.shape[0] if out_view.ndim == 1 else 0
-            rows = <delivery_t*>out_view.buf
             with nogil:
-                self.recycle()
-                for slot in range(self.max_sessions):
-                    s = &self.sessions[slot]
-                    if s.held_head < 0:
-                        continue
-                    oldest = self.pool_since[s.held_head]
-                    p = self.pool_next[s.held_head]
-                    while p >= 0:
-                        if self.pool_since[p] < oldest:
-                            oldest = self.pool_since[p]
-                        p = self.pool_next[p]
-                    if now - oldest < self.reorder_timeout:
-                        continue
-                    self.counter_rows[slot].reorder_timeouts += 1
-                    s.rx_expected = self.pool_ns[s.held_head]
-                    n_out = self.drain(s, rows, n_out, cap, <uint32_t>slot, 0, False)
-                    if n_out < 0:
-                        break
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                n_out = self.release_c(now, <delivery_t*>out_view.buf, cap)
+                PyThread_release_lock(self.lock)
             if n_out < 0:
                 raise ValueError(f"out has room for {cap} rows, more needed")
             return n_out
@@ -700,11 +794,7 @@ cdef class DataPath:
     ):
         """Write the L2TP data header and PPP framing for each payload; return how many were done."""
         cdef Py_ssize_t i, done = 0
-        cdef uint32_t slot, protocol
-        cdef session_t* s
-        cdef uint8_t* h
-        cdef int n, l2tp_len
-        cdef counters_t* c
+        cdef int n
         if count == -1:
             count = min(slots.shape[0], protocols.shape[0], lengths.shape[0])
         if headers.shape[1] < MAX_HEADER:
@@ -713,46 +803,55 @@ cdef class DataPath:
                 or count > headers.shape[0] or count > header_lengths.shape[0]):
             raise ValueError("count exceeds an input or output")
         with nogil:
+            PyThread_acquire_lock(self.lock, WAIT_LOCK)
             for i in range(count):
-                slot = slots[i]
-                if slot >= <uint32_t>self.max_sessions or not self.sessions[slot].in_use:
-                    header_lengths[i] = 0
-                    continue
-                s = &self.sessions[slot]
-                h = &headers[i, 0]
-                h[0] = 0x08 if s.flags & SEQ_TX else 0x00
-                h[1] = 0x02
-                h[2] = s.peer_tunnel_id >> 8
-                h[3] = s.peer_tunnel_id & 0xFF
-                h[4] = s.peer_session_id >> 8
-                h[5] = s.peer_session_id & 0xFF
-                n = 6
-                if s.flags & SEQ_TX:
-                    h[6] = s.tx_ns >> 8
-                    h[7] = s.tx_ns & 0xFF
-                    h[8] = 0  # Nr is reserved in data messages (RFC 2661 3.1)
-                    h[9] = 0
-                    s.tx_ns += 1
-                    n = 10
-                l2tp_len = n
-                if not (s.flags & ACFC):
-                    h[n] = 0xFF
-                    h[n + 1] = 0x03
-                    n += 2
-                protocol = protocols[i]
-                if (s.flags & PFC) and protocol < 0x100 and (protocol & 1):
-                    h[n] = <uint8_t>protocol
-                    n += 1
-                else:
-                    h[n] = (protocol >> 8) & 0xFF
-                    h[n + 1] = protocol & 0xFF
-                    n += 2
+                n = self.encap_one(slots[i], protocols[i], lengths[i], &headers[i, 0])
                 header_lengths[i] = <uint8_t>n
-                c = &self.counter_rows[slot]
-                c.tx_packets += 1
-                c.tx_bytes += <uint64_t>(n - l2tp_len) + lengths[i]
-                done += 1
+                if n:
+                    done += 1
+            PyThread_release_lock(self.lock)
         return done
+
+    cdef inline int encap_one(
+        self, uint32_t slot, uint32_t protocol, uint32_t length, uint8_t* h
+    ) noexcept nogil:
+        """Write one payload's header into ``h`` (MAX_HEADER octets); its length, 0 if no session."""
+        cdef session_t* s
+        cdef int n, l2tp_len
+        cdef counters_t* c
+        if slot >= <uint32_t>self.max_sessions or not self.sessions[slot].in_use:
+            return 0
+        s = &self.sessions[slot]
+        h[0] = 0x08 if s.flags & SEQ_TX else 0x00
+        h[1] = 0x02
+        h[2] = s.peer_tunnel_id >> 8
+        h[3] = s.peer_tunnel_id & 0xFF
+        h[4] = s.peer_session_id >> 8
+        h[5] = s.peer_session_id & 0xFF
+        n = 6
+        if s.flags & SEQ_TX:
+            h[6] = s.tx_ns >> 8
+            h[7] = s.tx_ns & 0xFF
+            h[8] = 0  # Nr is reserved in data messages (RFC 2661 3.1)
+            h[9] = 0
+            s.tx_ns += 1
+            n = 10
+        l2tp_len = n
+        if not (s.flags & ACFC):
+            h[n] = 0xFF
+            h[n + 1] = 0x03
+            n += 2
+        if (s.flags & PFC) and protocol < 0x100 and (protocol & 1):
+            h[n] = <uint8_t>protocol
+            n += 1
+        else:
+            h[n] = (protocol >> 8) & 0xFF
+            h[n + 1] = protocol & 0xFF
+            n += 2
+        c = &self.counter_rows[slot]
+        c.tx_packets += 1
+        c.tx_bytes += <uint64_t>(n - l2tp_len) + length
+        return n
 
     # --- routes -------------------------------------------------------------------------------
 
@@ -770,6 +869,13 @@ cdef class DataPath:
 
     def route_add(self, bytes address not None, Py_ssize_t slot):
         """Packets to ``address`` (4 or 16 octets) go to the session in ``slot``."""
+        self.lock_tables()
+        try:
+            self._route_add(address, slot)
+        finally:
+            self.unlock_tables()
+
+    cdef _route_add(self, bytes address, Py_ssize_t slot):
         cdef int n = len(address)
         cdef const uint8_t* a = <const uint8_t*>address
         cdef uint32_t b
@@ -811,6 +917,13 @@ cdef class DataPath:
                 b = j
 
     def route_del(self, bytes address not None):
+        self.lock_tables()
+        try:
+            return self._route_del(address)
+        finally:
+            self.unlock_tables()
+
+    cdef bint _route_del(self, bytes address):
         cdef int n = len(address)
         cdef uint32_t b
         if n != 4 and n != 16:
@@ -897,3 +1010,6 @@ def _layouts():
             "dropped": <char*>&c.dropped - bc,
         },
     }
+
+
+include "loop.pxi"

@@ -140,8 +140,10 @@ class DataPath:
         target: int = SessionTarget.PPP,
         target_index: int = 0,
         flags: int = 0,
+        local: npt.NDArray[Any] | None = None,
     ) -> int:
-        """Install a session; ``peer`` is an ADDRESS_DTYPE scalar. Returns its slot."""
+        """Install a session; ``peer`` (and ``local``, the address our data leaves from) are
+        ADDRESS_DTYPE scalars. Returns its slot."""
         key = (local_tunnel_id, local_session_id)
         if key in self._by_ids:
             raise ValueError(f"session {local_tunnel_id}:{local_session_id} is already in the table")
