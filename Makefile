@@ -53,7 +53,7 @@ lint: install
 	$(PY) -m pytest tests/test_lint.py
 
 bench: install compile
-	$(PY) -m pytest bench/micro --benchmark-only -s $(PYTEST_ARGS)
+	$(PY) -m pytest bench/micro bench/e2e --benchmark-only -s $(PYTEST_ARGS)
 
 wheel: venv
 	$(PY) -m pip wheel -q --no-deps -w wheelhouse .

@@ -72,13 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
         "ctl",
         help="send a command to a running node",
         description="Commands for a running node: open-tunnel PEER, open-session PEER|--tunnel ID, "
-        "close-session TUNNEL SESSION, close-tunnel TUNNEL, stop.",
+        "close-session TUNNEL SESSION, close-tunnel TUNNEL, route-add TUNNEL SESSION ADDRESS "
+        "(traffic to ADDRESS into that session, through the data plane), stop.",
     )
     ctl.add_argument(
         "--socket", "-s", default=DEFAULT_SOCKET, help=f"control socket (default {DEFAULT_SOCKET})"
     )
     ctl.add_argument(
-        "action", choices=["open-tunnel", "open-session", "close-session", "close-tunnel", "stop"]
+        "action",
+        choices=["open-tunnel", "open-session", "close-session", "close-tunnel", "route-add", "stop"],
     )
     ctl.add_argument("args", nargs="*", help="PEER[:PORT], or TUNNEL [SESSION]")
     ctl.add_argument("--tunnel", type=int, help="open-session: place the call on this tunnel")
@@ -179,10 +181,12 @@ def _ctl(socket_path: str, action: str, args: list[str], tunnel: int | None) -> 
                 payload["port"] = int(port)
         if action == "open-session" and tunnel is not None:
             payload["tunnel_id"] = tunnel
-        if action in ("close-session", "close-tunnel"):
+        if action in ("close-session", "close-tunnel", "route-add"):
             payload["tunnel_id"] = int(args[0])
-        if action == "close-session":
+        if action in ("close-session", "route-add"):
             payload["session_id"] = int(args[1])
+        if action == "route-add":
+            payload["address"] = args[2]
     except (IndexError, ValueError):
         print(f"l2tpfast ctl {action}: missing or bad arguments (see --help)", file=sys.stderr)
         return 2

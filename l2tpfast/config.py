@@ -60,6 +60,23 @@ class LacConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DataplaneConfig:
+    """The compiled data plane (``[dataplane]``)."""
+
+    threads: int = 1
+    batch: int = 64
+    #: TUN device name ("l2tp%d": the kernel numbers it); empty: no TUN, IP goes to the PPP side.
+    tun: str = "l2tp%d"
+    tun_addresses: tuple[str, ...] = ()
+    mtu: int = 1500
+    max_sessions: int = 65536
+    reorder_window: int = 16
+    reorder_timeout: float = 0.1
+    #: LNS: our data carries Ns (RFC 2661 5.4: the LNS decides; a LAC follows).
+    sequence_data: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     role: str = "lns"
     listen: str = "0.0.0.0"
@@ -69,6 +86,9 @@ class NodeConfig:
     log_level: str = "info"
     endpoint: EndpointSettings = field(default_factory=EndpointSettings)
     lac: LacConfig | None = None
+    #: "udp" (RFC 2661 8.1) or "ip": L2TP over IP protocol 115, l2tpfast at both ends.
+    transport: str = "udp"
+    dataplane: DataplaneConfig | None = None
 
 
 def _expect(key: str, value: Any, kind: type | tuple[type, ...], hint: str = "") -> Any:
@@ -160,9 +180,14 @@ def _profile(index: int, table: dict[str, Any]) -> PeerProfile:
 
 def parse_config(data: dict[str, Any]) -> NodeConfig:
     """Check a parsed TOML document and build the node's settings."""
-    _unknown("", data, {"node", "tunnel", "limits", "profile", "lac"})
+    _unknown("", data, {"node", "tunnel", "limits", "profile", "lac", "dataplane"})
     node = _expect("node", data.get("node", {}), dict)
-    _unknown("node", node, {"role", "listen", "port", "control_socket", "log_level"})
+    _unknown("node", node, {"role", "listen", "port", "control_socket", "log_level", "transport"})
+    transport = _expect("node.transport", node.get("transport", "udp"), str)
+    if transport not in ("udp", "ip"):
+        raise ConfigError(
+            "node.transport", f"{transport!r} is not udp or ip", "ip: L2TP over IP protocol 115"
+        )
     role = _expect("node.role", node.get("role", "lns"), str)
     if role not in ("lns", "lac"):
         raise ConfigError("node.role", f"{role!r} is not lns or lac")
@@ -214,7 +239,50 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
     control_socket = node.get("control_socket")
     if control_socket is not None:
         _expect("node.control_socket", control_socket, str)
-    return NodeConfig(role, listen, port, control_socket, log_level, endpoint, lac)
+    dataplane = _dataplane(data["dataplane"]) if "dataplane" in data else None
+    if transport == "ip" and dataplane is not None and dataplane.threads != 1:
+        raise ConfigError("dataplane.threads", "L2TP over IP runs one thread", "set threads = 1")
+    return NodeConfig(role, listen, port, control_socket, log_level, endpoint, lac, transport, dataplane)
+
+
+def _dataplane(table: Any) -> DataplaneConfig | None:
+    _expect("dataplane", table, dict)
+    known = {f.name for f in dataclasses.fields(DataplaneConfig)} | {"enabled"}
+    _unknown("dataplane", table, known)
+    if not _expect("dataplane.enabled", table.get("enabled", True), bool):
+        return None
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(DataplaneConfig):
+        if f.name not in table:
+            continue
+        key, value = f"dataplane.{f.name}", table[f.name]
+        if f.name == "tun_addresses":
+            values[f.name] = tuple(_expect(key, v, str) for v in _expect(key, value, list))
+            for v in values[f.name]:
+                try:
+                    ipaddress.ip_interface(v)
+                except ValueError:
+                    raise ConfigError(key, f"{v!r} is not ADDRESS/PREFIX", 'e.g. "10.0.0.1/24"') from None
+        elif isinstance(f.default, bool):
+            values[f.name] = _expect(key, value, bool, "true or false")
+        elif isinstance(f.default, float):
+            values[f.name] = float(_expect(key, value, (int, float), "a number of seconds"))
+        elif isinstance(f.default, int):
+            values[f.name] = _expect(key, value, int, "an integer")
+        else:
+            values[f.name] = _expect(key, value, str)
+    config = DataplaneConfig(**values)
+    for key, ok, hint in (
+        ("threads", 1 <= config.threads <= 64, "1..64"),
+        ("batch", 1 <= config.batch <= 1024, "1..1024"),
+        ("max_sessions", 1 <= config.max_sessions <= 1 << 22, "1..4194304"),
+        ("reorder_window", 0 <= config.reorder_window <= 1024, "0..1024 (0: no reordering)"),
+        ("reorder_timeout", 0 < config.reorder_timeout <= 10, "seconds, above 0 and up to 10"),
+        ("mtu", 576 <= config.mtu <= 9000, "576..9000"),
+    ):
+        if not ok:
+            raise ConfigError(f"dataplane.{key}", f"{getattr(config, key)!r} is out of range", hint)
+    return config
 
 
 def load_config(path: str | Path) -> NodeConfig:

@@ -151,6 +151,7 @@ cdef class Forwarder:
     cdef readonly int udp_fd
     cdef readonly int tun_fd
     cdef readonly int batch
+    cdef readonly bint raw
     cdef public object handoff
     cdef readonly object stats
     cdef uint64_t* stat
@@ -173,7 +174,7 @@ cdef class Forwarder:
     cdef uint32_t* tun_lengths
     cdef double next_release
 
-    def __cinit__(self, DataPath path not None, int udp_fd, int tun_fd=-1, int batch=64):
+    def __cinit__(self, DataPath path not None, int udp_fd, int tun_fd=-1, int batch=64, bint raw=False):
         cdef int i
         if not 1 <= batch <= 1024:
             raise ValueError("batch is 1..1024")
@@ -181,6 +182,8 @@ cdef class Forwarder:
         self.udp_fd = udp_fd
         self.tun_fd = tun_fd
         self.batch = batch
+        # L2TP over IP (protocol 115, raw sockets): no ports, and IPv4 delivers its IP header.
+        self.raw = raw
         self.handoff = None
         # A delivery row per datagram, plus what a datagram releases from the pool.
         self.rows_cap = batch * (path.reorder_window + 2) + 16
@@ -251,16 +254,33 @@ cdef class Forwarder:
             self.stat[STAT_RECV_ERRORS] += 1
             return -1
         for i in range(n):
-            # A truncated datagram is longer than its slot: give its true length a slot cannot
-            # hold, so the parser reports it TRUNCATED (the Length field or the PPP frame lies).
+            self.rx_offsets[i] = <uint32_t>(i * RX_SLOT)
             self.rx_lengths[i] = self.rx_msgs[i].msg_len
             if self.rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC:
+                # Longer than a slot: drop it (length 0 parses as TRUNCATED).
                 self.rx_lengths[i] = 0
                 self.stat[STAT_TRUNCATED] += 1
             to_address(self.rx_names + i * NAME_LEN, &self.rx_sources[i])
+            if self.raw:
+                self.rx_sources[i].port = 0
+                if self.rx_sources[i].family == 4:
+                    self.skip_ip_header(i)
         self.stat[STAT_UDP_RX] += n
         self.stat[STAT_BATCHES] += 1
         return n
+
+    cdef void skip_ip_header(self, int i) noexcept nogil:
+        """A raw IPv4 socket hands over the IP header: start the datagram after it, without a copy."""
+        cdef uint32_t ihl
+        if self.rx_lengths[i] < 20:
+            self.rx_lengths[i] = 0
+            return
+        ihl = (self.rx_data[i * RX_SLOT] & 0x0F) * 4
+        if ihl < 20 or ihl > self.rx_lengths[i]:
+            self.rx_lengths[i] = 0
+            return
+        self.rx_offsets[i] += ihl
+        self.rx_lengths[i] -= ihl
 
     cdef int queue_send(self, int k, uint32_t slot, uint32_t protocol, const uint8_t* payload,
                         uint32_t length) noexcept nogil:

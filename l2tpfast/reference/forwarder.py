@@ -44,13 +44,16 @@ _IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 class Forwarder:
     """The forwarding loop of one UDP socket (and TUN fd) over a reference DataPath."""
 
-    def __init__(self, path: DataPath, udp_fd: int, tun_fd: int = -1, batch: int = 64) -> None:
+    def __init__(
+        self, path: DataPath, udp_fd: int, tun_fd: int = -1, batch: int = 64, raw: bool = False
+    ) -> None:
         if not 1 <= batch <= 1024:
             raise ValueError("batch is 1..1024")
         self.path = path
         self.udp_fd = udp_fd
         self.tun_fd = tun_fd
         self.batch = batch
+        self.raw = raw  # L2TP over IP: no ports; a raw IPv4 socket delivers the IP header
         self.handoff: Callable[[list[Any]], None] | None = None
         self.stats = np.zeros(len(FORWARDER_STATS), dtype=np.uint64)
         # A socket object over the same descriptor, for recvmsg/sendmsg (never closed here).
@@ -109,8 +112,12 @@ class Forwarder:
             if flags & socket.MSG_TRUNC:
                 self._count("truncated")
                 data = b""
+            host = ipaddress.ip_address(peer[0])
+            if self.raw and host.version == 4:
+                ihl = (data[0] & 0x0F) * 4 if data else 0
+                data = data[ihl:] if 20 <= ihl <= len(data) else b""
             datagrams.append(data)
-            peers.append((ipaddress.ip_address(peer[0]).compressed, peer[1]))
+            peers.append((host.compressed, 0 if self.raw else peer[1]))
             locals_.append(_local_of(ancdata))
         if not datagrams:
             return 0
@@ -121,8 +128,8 @@ class Forwarder:
         offsets = np.zeros(len(datagrams), dtype=np.uint32)
         offsets[1:] = np.cumsum(lengths)[:-1]
         sources = np.zeros(len(datagrams), dtype=ADDRESS_DTYPE)
-        for i, (host, port) in enumerate(peers):
-            packed = ipaddress.ip_address(host).packed
+        for i, (text, port) in enumerate(peers):
+            packed = ipaddress.ip_address(text).packed
             sources[i]["addr"][: len(packed)] = list(packed)
             sources[i]["family"] = 4 if len(packed) == 4 else 6
             sources[i]["port"] = port

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from l2tpfast.config import NodeConfig
+from l2tpfast.config import DataplaneConfig, NodeConfig
 from l2tpfast.control.endpoint import Endpoint
 from l2tpfast.control.events import (
     Event,
@@ -33,8 +33,9 @@ from l2tpfast.control.events import (
     WanErrorNotified,
 )
 from l2tpfast.errors import L2TPError
+from l2tpfast.runtime.ip115 import Ip115Transport
 from l2tpfast.runtime.udp import UdpTransport
-from l2tpfast.wire.constants import CDNResult, StopCCNResult
+from l2tpfast.wire.constants import CDNResult, SessionTarget, StopCCNResult
 
 log = logging.getLogger("l2tpfast")
 
@@ -91,7 +92,12 @@ class ControlNode:
     def __init__(self, config: NodeConfig, *, endpoint: Endpoint | None = None) -> None:
         self.config = config
         self.endpoint = endpoint or Endpoint(config.endpoint)
-        self.transport: UdpTransport | None = None
+        self.transport: UdpTransport | Ip115Transport | None = None
+        self.dataplane: Any = None  # runtime.dataplane.DataPlane when [dataplane] is configured
+        self.tun: Any = None
+        self.ppp_frames = 0
+        self._rx_seen: dict[int, int] = {}
+        self._activity_task: asyncio.Task[None] | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=1000)
         self.on_event: Callable[[Event], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -104,8 +110,16 @@ class ControlNode:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.transport = UdpTransport(self.config.listen, self.config.port)
-        self._loop.add_reader(self.transport.fileno(), self._on_readable)
+        dp_config = self.config.dataplane
+        threads = dp_config.threads if dp_config is not None else 1
+        if self.config.transport == "ip":
+            self.transport = Ip115Transport(self.config.listen)
+        else:
+            self.transport = UdpTransport(self.config.listen, self.config.port, reuse_port=threads > 1)
+        if dp_config is None:
+            self._loop.add_reader(self.transport.fileno(), self._on_readable)
+        else:
+            self._start_dataplane(dp_config)
         host, port = self.transport.local_address
         log.info("listening on %s port %d as %s", host, port, self.config.role)
         if self.config.control_socket:
@@ -121,6 +135,90 @@ class ControlNode:
             if not lac.sessions:
                 self.endpoint.open_tunnel((lac.lns, lac.lns_port), self.now)
             self._flush()
+
+    def _start_dataplane(self, dp_config: DataplaneConfig) -> None:
+        """The compiled forwarding loops own the socket(s); control messages come back per batch."""
+        from l2tpfast._dataplane import DataPath
+        from l2tpfast.runtime.dataplane import DataPlane
+        from l2tpfast.runtime.tun import TunDevice
+
+        assert self.transport is not None and self._loop is not None
+        transports: list[Any] = [self.transport]
+        for _ in range(dp_config.threads - 1):
+            transports.append(
+                UdpTransport(self.config.listen, self.transport.local_address[1], reuse_port=True)
+            )
+        if dp_config.tun:
+            self.tun = TunDevice.open(dp_config.tun, mtu=dp_config.mtu)
+            self.tun.up(list(dp_config.tun_addresses))
+            log.info("TUN device %s up %s", self.tun.name, " ".join(dp_config.tun_addresses))
+        path = DataPath(
+            dp_config.max_sessions,
+            reorder_window=dp_config.reorder_window,
+            reorder_timeout=dp_config.reorder_timeout,
+        )
+        self.dataplane = DataPlane(
+            path, transports, tun=self.tun, batch=dp_config.batch, on_items=self._on_items
+        )
+        self.dataplane.start(self._loop)
+        self._activity_task = self._loop.create_task(self._activity())
+        log.info("data plane: %d thread(s), batch %d", dp_config.threads, dp_config.batch)
+
+    def _on_items(self, items: list[tuple[Any, ...]]) -> None:
+        """What the forwarding loops handed up from one batch (in the asyncio thread)."""
+        now = self.now
+        for item in items:
+            if item[0] == "control":
+                _, data, peer, local = item
+                self.endpoint.receive_datagram(data, peer, now, local)
+            else:
+                self.ppp_frames += 1  # no PPP engine yet: counted, then dropped
+        self._flush()
+
+    async def _activity(self) -> None:
+        """Data received is proof of life for its tunnel (RFC 2661 5.5): tell the core once a second."""
+        while True:
+            await asyncio.sleep(1.0)
+            path = self.dataplane.path
+            per_tunnel: dict[int, int] = {}
+            for tunnel in self.endpoint.tunnels.values():
+                for sid in tunnel.sessions:
+                    slot = path.lookup(tunnel.local_tunnel_id, sid)
+                    if slot >= 0:
+                        rx = int(path.counters[slot]["rx_packets"])
+                        per_tunnel[tunnel.local_tunnel_id] = per_tunnel.get(tunnel.local_tunnel_id, 0) + rx
+            for tid, rx in per_tunnel.items():
+                if rx != self._rx_seen.get(tid):
+                    self.endpoint.note_activity(tid, self.now)
+            self._rx_seen = per_tunnel
+            self._flush()
+
+    def _install_session(self, event: SessionEstablished) -> None:
+        """Hand an established session to the fast path (and take it back when it closes)."""
+        from l2tpfast.reference import dataplane as flags
+        from l2tpfast.runtime.dataplane import address_row
+
+        dp_config = self.config.dataplane
+        assert dp_config is not None
+        tunnel = self.endpoint.tunnels.get(event.local_tunnel_id)
+        local = tunnel.local if tunnel is not None else None
+        value = 0
+        if event.role.value == "lns":
+            # RFC 2661 5.4: the LNS decides; Sequencing Required from the LAC obliges it too.
+            if dp_config.sequence_data or event.sequencing_required:
+                value |= flags.SEQ_TX
+        else:
+            value |= flags.SEQ_TX_FOLLOW | (flags.SEQ_TX if event.sequencing_required else 0)
+        self.dataplane.path.add_session(
+            event.local_tunnel_id,
+            event.local_session_id,
+            event.peer_tunnel_id,
+            event.peer_session_id,
+            address_row(event.peer[0], event.peer[1]),
+            target=SessionTarget.TUN if self.tun is not None else SessionTarget.PPP,
+            flags=value,
+            local=address_row(local, 0) if local else None,
+        )
 
     def install_signal_handlers(self) -> None:
         assert self._loop is not None
@@ -153,10 +251,22 @@ class ControlNode:
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self.transport is not None and self._loop is not None:
+        if self._activity_task is not None:
+            self._activity_task.cancel()
+            self._activity_task = None
+        if self.dataplane is not None:
+            self.dataplane.stop()
+            for t in self.dataplane.transports[1:]:
+                t.close()
+            self.dataplane = None
+        elif self.transport is not None and self._loop is not None:
             self._loop.remove_reader(self.transport.fileno())
+        if self.transport is not None:
             self.transport.close()
             self.transport = None
+        if self.tun is not None:
+            self.tun.close()
+            self.tun = None
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -190,6 +300,11 @@ class ControlNode:
                 self.transport.send(tx.data, tx.addr, tx.local)
         while (event := self.endpoint.next_event()) is not None:
             log.info("%s", describe(event))
+            if self.dataplane is not None:
+                if isinstance(event, SessionEstablished):
+                    self._install_session(event)
+                elif isinstance(event, SessionClosed):
+                    self.dataplane.path.remove_session(event.local_tunnel_id, event.local_session_id)
             self.events.append(_jsonable(event))
             if self.on_event is not None:
                 self.on_event(event)
@@ -215,6 +330,40 @@ class ControlNode:
         finally:
             writer.close()
 
+    def _route_add(self, tunnel_id: int, session_id: int, address: str) -> dict[str, Any]:
+        """Traffic to ``address`` goes into this session (static, until IPCP assigns addresses)."""
+        import ipaddress
+
+        if self.dataplane is None:
+            raise KeyError("no data plane: add a [dataplane] section")
+        slot = self.dataplane.path.lookup(tunnel_id, session_id)
+        if slot < 0:
+            raise KeyError(f"no session {tunnel_id}:{session_id} in the data plane")
+        ip = ipaddress.ip_address(address)
+        self.dataplane.path.route_add(ip.packed, slot)
+        if self.tun is not None:
+            self.tun.add_route(f"{ip}/{ip.max_prefixlen}")
+        return {"slot": slot}
+
+    def _dataplane_status(self, result: dict[str, Any]) -> dict[str, Any]:
+        from l2tpfast.wire.constants import DropReason
+
+        path = self.dataplane.path
+        for tunnel in result["tunnels"]:
+            for session in tunnel["sessions"]:
+                slot = path.lookup(tunnel["local_tunnel_id"], session["local_session_id"])
+                if slot >= 0:
+                    row = path.counters[slot]
+                    session["counters"] = {name: int(row[name]) for name in row.dtype.names}
+        drops = {r.name.lower(): int(path.drops[r]) for r in DropReason if path.drops[r]}
+        return {
+            "sessions": path.session_count(),
+            "loops": self.dataplane.stats(),
+            "drops": drops,
+            "ppp_frames_unhandled": self.ppp_frames,
+            "tun": self.tun.name if self.tun is not None else None,
+        }
+
     def command(self, request: dict[str, Any]) -> Any:
         """Run one management command (``l2tpfast ctl``) and return its result."""
         cmd = request["cmd"]
@@ -225,6 +374,8 @@ class ControlNode:
             result = ep.status()
             host, port = self.transport.local_address if self.transport else ("", 0)
             result["node"] = {"role": self.config.role, "listen": f"{host}:{port}", "pid": os.getpid()}
+            if self.dataplane is not None:
+                result["dataplane"] = self._dataplane_status(result)
             result["events"] = list(self.events)[-int(request.get("events", 50)) :]
         elif cmd == "open-tunnel":
             result = {"tunnel_id": ep.open_tunnel(_peer(request), now)}
@@ -243,6 +394,10 @@ class ControlNode:
         elif cmd == "close-tunnel":
             ep.close_tunnel(int(request["tunnel_id"]), now)
             result = {}
+        elif cmd == "route-add":
+            result = self._route_add(
+                int(request["tunnel_id"]), int(request["session_id"]), str(request["address"])
+            )
         elif cmd == "stop":
             self._stop.set()
             result = {}

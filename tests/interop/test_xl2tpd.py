@@ -13,17 +13,13 @@ side: our StopCCN (``l2tpfast ctl close-tunnel``) and xl2tpd's (``d NAME`` as LA
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lab
 import pytest
+from daemon import Ours, events_of
 from tools import require_tool
 
 pytestmark = pytest.mark.interop
@@ -64,70 +60,6 @@ def tools(tshark: str) -> str:
 def pair() -> Iterator[lab.NetnsPair]:
     with lab.NetnsPair() as p:
         yield p
-
-
-class Ours:
-    """``l2tpfast run`` in a namespace, and ``l2tpfast status``/``ctl`` against it."""
-
-    def __init__(self, pair: lab.NetnsPair, ns: str, workdir: Path, config: str) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.sock = workdir / "l2tpfast.sock"
-        self.log_path = workdir / "l2tpfast.log"
-        path = workdir / "l2tpfast.toml"
-        path.write_text(config.replace("@SOCK@", str(self.sock)))
-        check = subprocess.run(
-            [sys.executable, "-m", "l2tpfast", "check-config", str(path)], capture_output=True, text=True
-        )
-        assert check.returncode == 0, check.stderr
-        self.proc = pair.popen(
-            ns,
-            [sys.executable, "-m", "l2tpfast", "run", "-c", str(path), "--log-level", "debug"],
-            log_path=self.log_path,
-        )
-        lab.wait_for_line(self.log_path, "listening on", STEP, self.proc)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def status(self) -> dict[str, Any]:
-        out = subprocess.run(
-            [sys.executable, "-m", "l2tpfast", "status", "--json", "-s", str(self.sock)],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        assert out.returncode == 0, out.stderr + self.log()[-3000:]
-        return json.loads(out.stdout)  # type: ignore[no-any-return]
-
-    def ctl(self, *args: str) -> None:
-        out = subprocess.run(
-            [sys.executable, "-m", "l2tpfast", "ctl", "-s", str(self.sock), *args],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        assert out.returncode == 0, out.stderr
-
-    def events(self) -> list[dict[str, Any]]:
-        return self.status()["events"]  # type: ignore[no-any-return]
-
-    def wait(
-        self, what: str, cond: Callable[[dict[str, Any]], bool], timeout: float = STEP
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        status: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            status = self.status()
-            if cond(status):
-                return status
-            time.sleep(0.1)
-        raise AssertionError(
-            f"{what}: not seen in {timeout} s\n{json.dumps(status)[:3000]}\n{self.log()[-3000:]}"
-        )
-
-
-def _of(status: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    return [e for e in status["events"] if e["event"] == kind]
 
 
 def _config(role: str, listen: str, secret: str | None, hidden: bool, host_name: str) -> str:
@@ -197,8 +129,8 @@ def _hello_then_teardown(ours: Ours, xl2tpd: lab.Xl2tpd, tunnel_id: int, case: C
         xl2tpd.disconnect()  # "d NAME": StopCCN, result 1 "Goodbye!"
     else:
         xl2tpd.stop(graceful=True)  # SIGINT: StopCCN "Server closing"
-    status = ours.wait("xl2tpd's StopCCN", lambda s: bool(_of(s, "TunnelClosed")))
-    (closed,) = _of(status, "TunnelClosed")
+    status = ours.wait("xl2tpd's StopCCN", lambda s: bool(events_of(s, "TunnelClosed")))
+    (closed,) = events_of(status, "TunnelClosed")
     assert closed["by_peer"] and closed["result_code"] in (1, 6), closed
 
 
@@ -218,13 +150,13 @@ def test_xl2tpd_lac_to_our_lns(tools: str, pair: lab.NetnsPair, tmp_path: Path, 
             workdir=tmp_path / "xl2tpd",
         )
         status = ours.wait(
-            "session up and then closed by xl2tpd's CDN", lambda s: bool(_of(s, "SessionClosed"))
+            "session up and then closed by xl2tpd's CDN", lambda s: bool(events_of(s, "SessionClosed"))
         )
-        (tunnel_up,) = _of(status, "TunnelEstablished")
+        (tunnel_up,) = events_of(status, "TunnelEstablished")
         assert tunnel_up["peer_host_name"] == "xl2tpd-lac" and tunnel_up["peer"][0] == pair.a_addr
-        (session_up,) = _of(status, "SessionEstablished")
+        (session_up,) = events_of(status, "SessionEstablished")
         assert session_up["role"] == "lns" and session_up["call_type"] == "incoming"
-        (closed,) = _of(status, "SessionClosed")
+        (closed,) = events_of(status, "SessionClosed")
         assert closed["by_peer"] and closed["was_established"]
         (tunnel,) = status["tunnels"]
         assert tunnel["state"] == "established" and tunnel["peer_host_name"] == "xl2tpd-lac"
@@ -249,13 +181,13 @@ def test_our_lac_to_xl2tpd_lns(tools: str, pair: lab.NetnsPair, tmp_path: Path, 
             pair, pair.a, tmp_path / "ours", _config("lac", pair.a_addr, case.secret, case.hidden, "our-lac")
         )
         status = ours.wait(
-            "session up and then closed by xl2tpd's CDN", lambda s: bool(_of(s, "SessionClosed"))
+            "session up and then closed by xl2tpd's CDN", lambda s: bool(events_of(s, "SessionClosed"))
         )
-        (tunnel_up,) = _of(status, "TunnelEstablished")
+        (tunnel_up,) = events_of(status, "TunnelEstablished")
         assert tunnel_up["peer_host_name"] == "xl2tpd-lns" and tunnel_up["initiator"]
-        (session_up,) = _of(status, "SessionEstablished")
+        (session_up,) = events_of(status, "SessionEstablished")
         assert session_up["role"] == "lac" and session_up["call_type"] == "incoming"
-        (closed,) = _of(status, "SessionClosed")
+        (closed,) = events_of(status, "SessionClosed")
         assert closed["by_peer"]
         xl2tpd.wait_log(lab.XL2TPD_SESSION_UP, STEP)
         (tunnel,) = status["tunnels"]
@@ -282,8 +214,8 @@ def test_wrong_secret_both_ways(tools: str, pair: lab.NetnsPair, tmp_path: Path)
         ours = Ours(
             pair, pair.a, tmp_path / "ours", _config("lac", pair.a_addr, "our-secret", False, "our-lac")
         )
-        status = ours.wait("tunnel refused", lambda s: bool(_of(s, "TunnelClosed")))
-        (closed,) = _of(status, "TunnelClosed")
+        status = ours.wait("tunnel refused", lambda s: bool(events_of(s, "TunnelClosed")))
+        (closed,) = events_of(status, "TunnelClosed")
         assert not closed["by_peer"] and closed["result_code"] == 4, closed
         ours.wait("StopCCN acknowledged", lambda s: not s["tunnels"])
         capture.stop()

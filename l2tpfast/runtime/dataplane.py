@@ -1,0 +1,111 @@
+"""The data plane's threads (STYLE.md 1, layer 3): forwarding loops with the GIL released.
+
+Each thread runs one :class:`l2tpfast._dataplane.Forwarder` on its own socket; with several
+threads the sockets share the port through SO_REUSEPORT, and the kernel's hash of the peer's
+address and port gives each thread its share of tunnels. All share one
+:class:`~l2tpfast._dataplane.DataPath` (its lock is held for a batch at a time). What the loops
+hand up (control messages, PPP frames) arrives here once per batch and is passed to the asyncio
+loop with ``call_soon_threadsafe``, whose self-pipe wakes it: never one callback per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from l2tpfast._dataplane import FORWARDER_STATS, DataPath, Forwarder
+from l2tpfast.runtime.ip115 import Ip115Transport
+from l2tpfast.runtime.tun import TunDevice
+from l2tpfast.runtime.udp import UdpTransport
+from l2tpfast.wire.dtypes import ADDRESS_DTYPE
+
+log = logging.getLogger("l2tpfast.dataplane")
+
+Transport = UdpTransport | Ip115Transport
+#: What a loop hands up: ("control", data, peer, local) or ("ppp", slot, protocol, frame).
+Item = tuple[Any, ...]
+
+
+def address_row(host: str, port: int) -> np.ndarray[Any, Any]:
+    """An ADDRESS_DTYPE scalar for (host, port)."""
+    import ipaddress
+
+    ip = ipaddress.ip_address(host)
+    row = np.zeros((), dtype=ADDRESS_DTYPE)
+    row["addr"][: len(ip.packed)] = list(ip.packed)
+    row["family"] = ip.version
+    row["port"] = port
+    return row
+
+
+class DataPlane:
+    """Forwarding threads over one DataPath, and the hand-off to the asyncio loop."""
+
+    def __init__(
+        self,
+        path: DataPath,
+        transports: list[Transport],
+        *,
+        tun: TunDevice | None = None,
+        batch: int = 64,
+        on_items: Callable[[list[Item]], None],
+    ) -> None:
+        self.path = path
+        self.transports = transports
+        self.tun = tun
+        self.on_items = on_items
+        raw = isinstance(transports[0], Ip115Transport)
+        # The TUN device is read by the first loop only: one reader keeps its packet order.
+        self.forwarders = [
+            Forwarder(path, t.fileno(), tun.fileno() if tun is not None and i == 0 else -1, batch, raw)
+            for i, t in enumerate(transports)
+        ]
+        self._threads: list[threading.Thread] = []
+        self._stop_fd = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        for i, fw in enumerate(self.forwarders):
+            fw.handoff = self._handoff
+            thread = threading.Thread(
+                target=self._run, args=(fw,), name=f"l2tpfast-dataplane-{i}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _run(self, fw: Forwarder) -> None:
+        try:
+            fw.run(self._stop_fd)
+        except Exception:  # pragma: no cover - a loop that dies must say so, not vanish
+            log.exception("data plane loop stopped")
+
+    def _handoff(self, items: list[Item]) -> None:
+        # Runs in a loop thread, with the GIL, once per batch that has something for Python.
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.on_items, items)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._stop_fd >= 0:
+            os.eventfd_write(self._stop_fd, 1)
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        if self._stop_fd >= 0:
+            os.close(self._stop_fd)
+            self._stop_fd = -1
+
+    def stats(self) -> dict[str, int]:
+        """The loops' counters, summed."""
+        total = np.zeros(len(FORWARDER_STATS), dtype=np.uint64)
+        for fw in self.forwarders:
+            total += fw.stats
+        return {name: int(v) for name, v in zip(FORWARDER_STATS, total, strict=True)}
