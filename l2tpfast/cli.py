@@ -158,12 +158,29 @@ def _status(socket_path: str, as_json: bool) -> int:
             f"{ids:>13} {t['peer']:<22} {t['state']:<14} {t['peer_host_name'][:16]:<16} "
             f"{t['ns']:>5} {t['nr']:>5} {t['retransmissions']:>5} {len(t['sessions'])}"
         )
+        if "counters" in t:
+            c = t["counters"]
+            print(
+                f"{'':>15}data rx {c['rx_packets']} pkts {c['rx_bytes']} B, tx {c['tx_packets']} pkts "
+                f"{c['tx_bytes']} B, out of order {c['out_of_order']}, duplicates {c['duplicates']}, "
+                f"reorder timeouts {c['reorder_timeouts']}, dropped {c['dropped']}"
+            )
         for s in t["sessions"]:
             ids = f"{s['local_session_id']}/{s['peer_session_id']}"
-            print(f"{'':>15}session {ids} {s['role']} {s['call_type']} {s['state']}")
+            line = f"{'':>15}session {ids} {s['role']} {s['call_type']} {s['state']}"
+            if "counters" in s:
+                c = s["counters"]
+                line += f"  rx {c['rx_packets']}/{c['rx_bytes']} B  tx {c['tx_packets']}/{c['tx_bytes']} B"
+            print(line)
     counters = result["counters"]
     if counters:
         print("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+    dataplane = result.get("dataplane")
+    if dataplane:
+        loops = ", ".join(f"{k}={v}" for k, v in dataplane["loops"].items() if v)
+        drops = ", ".join(f"{k}={v}" for k, v in dataplane["drops"].items()) or "none"
+        print(f"data plane: {dataplane['sessions']} sessions, TUN {dataplane['tun'] or '-'}; {loops}")
+        print(f"  drops: {drops}; PPP frames without a PPP engine: {dataplane['ppp_frames_unhandled']}")
     return 0
 
 

@@ -350,11 +350,16 @@ class ControlNode:
 
         path = self.dataplane.path
         for tunnel in result["tunnels"]:
+            total: dict[str, int] = {}
             for session in tunnel["sessions"]:
                 slot = path.lookup(tunnel["local_tunnel_id"], session["local_session_id"])
                 if slot >= 0:
                     row = path.counters[slot]
                     session["counters"] = {name: int(row[name]) for name in row.dtype.names}
+                    for name, value in session["counters"].items():
+                        total[name] = total.get(name, 0) + value
+            if total:
+                tunnel["counters"] = total  # per tunnel: the sum of its sessions
         drops = {r.name.lower(): int(path.drops[r]) for r in DropReason if path.drops[r]}
         return {
             "sessions": path.session_count(),

@@ -157,3 +157,68 @@ def test_ipv6_tunnel_over_loopback(tmp_path: Path) -> None:
             lns.close()
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_lns_with_the_data_plane_in_two_threads(tmp_path: Path) -> None:
+    """[dataplane] with threads = 2 and no TUN: two SO_REUSEPORT sockets, each with a compiled
+    forwarding loop; control messages reach the core through the loops' hand-off; data for the
+    session is counted in status; PPP frames wait for the PPP engine (counted)."""
+    from l2tpfast.wire.header import build_data_header
+
+    lns_port, lac_port = _free_port(), _free_port()
+
+    async def main() -> None:
+        lns = ControlNode(
+            parse_config(
+                {
+                    "node": {
+                        "role": "lns",
+                        "listen": "127.0.0.1",
+                        "port": lns_port,
+                        "control_socket": str(tmp_path / "lns.sock"),
+                    },
+                    "dataplane": {"threads": 2, "tun": ""},
+                }
+            )
+        )
+        lac = ControlNode(
+            parse_config(
+                {
+                    "node": {"role": "lac", "listen": "127.0.0.2", "port": lac_port},
+                    "lac": {"lns": "127.0.0.1", "lns_port": lns_port, "sessions": 3},
+                }
+            )
+        )
+        events: list[object] = []
+        lns.on_event = events.append
+        await lns.start()
+        await lac.start()
+        try:
+            assert len(lns.dataplane.forwarders) == 2
+            await _wait(lambda: sum(isinstance(e, SessionEstablished) for e in events) == 3)
+            assert lns.dataplane.path.session_count() == 3
+            up = next(e for e in events if isinstance(e, SessionEstablished))
+            lac.close()  # free the LAC's address and port, to speak for it below
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.2", lac_port))
+                for _ in range(25):
+                    lcp = (
+                        build_data_header(up.local_tunnel_id, up.local_session_id)
+                        + b"\xff\x03\xc0\x21\x01\x01\x00\x04"
+                    )
+                    s.sendto(lcp, ("127.0.0.1", lns_port))
+            await _wait(lambda: lns.ppp_frames == 25)
+            status = await request(str(tmp_path / "lns.sock"), {"cmd": "status"})
+            (tunnel,) = status["tunnels"]
+            counters = next(
+                s["counters"] for s in tunnel["sessions"] if s["local_session_id"] == up.local_session_id
+            )
+            assert counters["rx_packets"] == 25 and counters["rx_bytes"] == 25 * 8
+            assert tunnel["counters"]["rx_packets"] == 25
+            assert status["dataplane"]["loops"]["udp_rx"] >= 25 + 3 * 2  # data, and ICRQ + ICCN per call
+            assert status["dataplane"]["ppp_frames_unhandled"] == 25
+        finally:
+            lac.close()
+            lns.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
