@@ -23,17 +23,14 @@ import errno
 import ipaddress
 import socket
 import struct
-from types import TracebackType
-from typing import Self
 
-from l2tpfast.runtime.udp import IP_PKTINFO, IPV6_PKTINFO, IPV6_RECVPKTINFO, Address, Received
+from l2tpfast.runtime.udp import _ICMP_ERRNOS, IPV6_RECVPKTINFO, Address, DatagramTransport, Received
 
 __all__ = ["IPPROTO_L2TP", "Address", "Ip115Transport", "Received", "ipv4_payload"]
 
 #: IANA protocol number 115, "L2TP" (RFC 3931 4.1.1).
 IPPROTO_L2TP = 115
 
-_IN_PKTINFO = struct.Struct("=i4s4s")  # int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr
 _IN6_PKTINFO = struct.Struct("=16sI")  # in6_addr ipi6_addr; unsigned int ipi6_ifindex
 # The largest IPv4 packet (Total Length is 16 bits) or IPv6 payload without a jumbogram.
 _MAX_PACKET = 65535
@@ -41,8 +38,6 @@ _ANC_BUFSIZE6 = socket.CMSG_SPACE(_IN6_PKTINFO.size) * 2
 _IPV4_MIN_HEADER = 20
 # Bounded like udp.py: ICMP errors and discarded packets must not stall a read.
 _MAX_SKIPS_PER_RECV = 8
-_ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EPROTO})
-_SEND_DROP_ERRNOS = _ICMP_ERRNOS | {errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS}
 
 
 def ipv4_payload(packet: memoryview) -> memoryview | None:
@@ -63,7 +58,7 @@ def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-class Ip115Transport:
+class Ip115Transport(DatagramTransport):
     """A non-blocking raw IP socket for protocol 115 that reports and chooses the local address."""
 
     def __init__(self, host: str) -> None:
@@ -93,9 +88,6 @@ class Ip115Transport:
         self._buffer = bytearray(_MAX_PACKET)
         self._view = memoryview(self._buffer)
 
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
     @property
     def local_address(self) -> Address:
         """The bound address and port 0 (getsockname would show the protocol, 115, as port)."""
@@ -116,7 +108,7 @@ class Ip115Transport:
                 raise
             if self.family == socket.AF_INET6:
                 peer = ipaddress.IPv6Address(addr[0].partition("%")[0]).compressed
-                return Received(bytes(self._view[:nbytes]), (peer, 0), self._parse_local6(ancdata))
+                return Received(bytes(self._view[:nbytes]), (peer, 0), self.parse_local(ancdata))
             packet = self._view[:nbytes]
             payload = ipv4_payload(packet)
             if payload is None:
@@ -125,50 +117,8 @@ class Ip115Transport:
             return Received(bytes(payload), (addr[0], 0), local)
         return None
 
-    def recv_batch(self, limit: int = 64) -> list[Received]:
-        """Read up to `limit` queued datagrams."""
-        batch: list[Received] = []
-        while len(batch) < limit:
-            item = self.recv()
-            if item is None:
-                break
-            batch.append(item)
-        return batch
-
     def send(self, data: bytes, peer: Address, local: str | None = None) -> bool:
         """Send one datagram to `peer`'s host from `local` if given; False when dropped at once."""
-        ancdata: list[tuple[int, int, bytes]] = []
-        if local is not None and self._wildcard:
-            packed = ipaddress.ip_address(local).packed
-            if self.family == socket.AF_INET6:
-                ancdata.append((socket.IPPROTO_IPV6, IPV6_PKTINFO, _IN6_PKTINFO.pack(packed, 0)))
-            else:
-                # ipi_spec_dst is the source on send (ip(7)).
-                ancdata.append((socket.IPPROTO_IP, IP_PKTINFO, _IN_PKTINFO.pack(0, packed, bytes(4))))
         # Port 0 always: an IPv6 raw socket reads sin6_port as a protocol number and refuses any
         # other than its own (EINVAL); an IPv4 one ignores it.
-        try:
-            self._sock.sendmsg([data], ancdata, 0, (peer[0], 0))
-        except OSError as exc:
-            if exc.errno in _SEND_DROP_ERRNOS:
-                return False
-            raise
-        return True
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    @staticmethod
-    def _parse_local6(ancdata: list[tuple[int, int, bytes]]) -> str | None:
-        for level, kind, payload in ancdata:
-            if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(payload) >= _IN6_PKTINFO.size:
-                return ipaddress.IPv6Address(_IN6_PKTINFO.unpack_from(payload)[0]).compressed
-        return None
+        return self._sendmsg(data, (peer[0], 0), local)

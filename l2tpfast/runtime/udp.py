@@ -33,7 +33,7 @@ _ANC_BUFSIZE = socket.CMSG_SPACE(_IN6_PKTINFO.size) * 2
 _MAX_ERRORS_PER_RECV = 8
 # ICMP errors that the kernel may report on a later socket call; the reliable channel (RFC 2661
 # 5.8) retransmits, so the shell just drops the lost datagram.
-_ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+_ICMP_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EPROTO})
 _SEND_DROP_ERRNOS = _ICMP_ERRNOS | {errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS}
 
 
@@ -54,7 +54,73 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class UdpTransport:
+class DatagramTransport:
+    """What the UDP and the IP-protocol-115 transports share: batches, PKTINFO, sends, closing."""
+
+    family: int
+    _sock: socket.socket
+    _wildcard: bool
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def recv(self) -> Received | None:
+        raise NotImplementedError
+
+    def recv_batch(self, limit: int = 64) -> list[Received]:
+        """Read up to `limit` queued datagrams."""
+        batch: list[Received] = []
+        while len(batch) < limit:
+            item = self.recv()
+            if item is None:
+                break
+            batch.append(item)
+        return batch
+
+    def _sendmsg(self, data: bytes, dest: Address, local: str | None) -> bool:
+        """Send from `local` if given; False when the network dropped the datagram at once."""
+        ancdata: list[tuple[int, int, bytes]] = []
+        # A socket bound to one address receives only what is sent to that address, so its
+        # replies already leave from the right one; the cmsg would only override the bind.
+        if local is not None and self._wildcard:
+            packed = ipaddress.ip_address(local).packed
+            if self.family == socket.AF_INET6:
+                ancdata.append((socket.IPPROTO_IPV6, IPV6_PKTINFO, _IN6_PKTINFO.pack(packed, 0)))
+            else:
+                # ipi_spec_dst is the source on send (ip(7)).
+                ancdata.append((socket.IPPROTO_IP, IP_PKTINFO, _IN_PKTINFO.pack(0, packed, bytes(4))))
+        try:
+            self._sock.sendmsg([data], ancdata, 0, dest)
+        except OSError as exc:
+            if exc.errno in _SEND_DROP_ERRNOS:
+                return False
+            raise
+        return True
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @staticmethod
+    def parse_local(ancdata: list[tuple[int, int, bytes]]) -> str | None:
+        """The destination address of a received datagram, from its PKTINFO cmsg."""
+        for level, kind, payload in ancdata:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(payload) >= _IN_PKTINFO.size:
+                # ipi_addr is the header's destination; ipi_spec_dst may differ for broadcast.
+                return str(ipaddress.IPv4Address(_IN_PKTINFO.unpack_from(payload)[2]))
+            if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(payload) >= _IN6_PKTINFO.size:
+                return ipaddress.IPv6Address(_IN6_PKTINFO.unpack_from(payload)[0]).compressed
+        return None
+
+
+class UdpTransport(DatagramTransport):
     """A non-blocking UDP socket that reports and chooses the local address per datagram."""
 
     def __init__(self, host: str, port: int, *, reuse_port: bool = False) -> None:
@@ -85,9 +151,6 @@ class UdpTransport:
             raise OSError(exc.errno, f"cannot bind UDP {_host_port(host, port)}: {exc.strerror}") from exc
         self._sock = sock
 
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
     @property
     def local_address(self) -> Address:
         """The bound address, with the port the kernel chose when 0 was asked for."""
@@ -105,54 +168,9 @@ class UdpTransport:
                 if exc.errno in _ICMP_ERRNOS:
                     continue
                 raise
-            return Received(data, (_host_text(addr[0], self.family), addr[1]), self._parse_local(ancdata))
+            return Received(data, (_host_text(addr[0], self.family), addr[1]), self.parse_local(ancdata))
         return None
-
-    def recv_batch(self, limit: int = 64) -> list[Received]:
-        """Read up to `limit` queued datagrams."""
-        batch: list[Received] = []
-        while len(batch) < limit:
-            item = self.recv()
-            if item is None:
-                break
-            batch.append(item)
-        return batch
 
     def send(self, data: bytes, peer: Address, local: str | None = None) -> bool:
         """Send one datagram from `local` if given; False when the network dropped it at once."""
-        ancdata: list[tuple[int, int, bytes]] = []
-        # A socket bound to one address receives only what is sent to that address, so its
-        # replies already leave from the right one; the cmsg would only override the bind.
-        if local is not None and self._wildcard:
-            packed = ipaddress.ip_address(local).packed
-            if self.family == socket.AF_INET6:
-                ancdata.append((socket.IPPROTO_IPV6, IPV6_PKTINFO, _IN6_PKTINFO.pack(packed, 0)))
-            else:
-                ancdata.append((socket.IPPROTO_IP, IP_PKTINFO, _IN_PKTINFO.pack(0, packed, bytes(4))))
-        try:
-            self._sock.sendmsg([data], ancdata, 0, peer)
-        except OSError as exc:
-            if exc.errno in _SEND_DROP_ERRNOS:
-                return False
-            raise
-        return True
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def _parse_local(self, ancdata: list[tuple[int, int, bytes]]) -> str | None:
-        for level, kind, payload in ancdata:
-            if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(payload) >= _IN_PKTINFO.size:
-                # ipi_addr is the header's destination; ipi_spec_dst may differ for broadcast.
-                return str(ipaddress.IPv4Address(_IN_PKTINFO.unpack_from(payload)[2]))
-            if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(payload) >= _IN6_PKTINFO.size:
-                return ipaddress.IPv6Address(_IN6_PKTINFO.unpack_from(payload)[0]).compressed
-        return None
+        return self._sendmsg(data, peer, local)
