@@ -233,3 +233,54 @@ def test_tun_paths_in_a_namespace(which: str, tmp_path: Path) -> None:
         assert result.stdout.startswith("ok 10 10"), result.stdout
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_garbage_never_stops_the_loop(impl: tuple[Any, Any]) -> None:
+    """Random datagrams (some longer than a receive slot) between valid ones: every valid one is
+    forwarded, the rest counted and dropped, and the loop thread keeps running."""
+    import random
+    import select
+
+    path_cls, fw_cls = impl
+    server, a, b = udp(), udp(), udp()
+    server.setblocking(False)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    dp = path_cls(8)
+    sa = dp.add_session(1, 1, 10, 11, address(*a.getsockname()), target=SessionTarget.SWITCH, target_index=1)
+    dp.add_session(1, 2, 20, 21, address(*b.getsockname()), target=SessionTarget.SWITCH, target_index=sa)
+    fw = fw_cls(dp, server.fileno(), batch=16)
+    stop = os.eventfd(0, os.EFD_NONBLOCK)
+    thread = threading.Thread(target=fw.run, args=(stop,), daemon=True)
+    thread.start()
+    rng = random.Random(7)
+    dst = server.getsockname()
+    valid = 0
+    for i in range(300):
+        if i % 3 == 0:
+            a.sendto(build_data_header(1, 1) + b"\xff\x03\x00\x21" + bytes([valid % 256]) * 20, dst)
+            valid += 1
+        else:
+            size = rng.choice([0, 1, 5, 12, 40, 3000])
+            junk = bytearray(rng.randbytes(size))
+            if size >= 6 and rng.random() < 0.5:
+                junk[0:6] = b"\x00\x02\x00\x01\x00\x01"  # a data header for session (1, 1), then junk
+            a.sendto(bytes(junk), dst)
+        if i % 50 == 49:
+            time.sleep(0.01)
+    got = 0
+    end = time.monotonic() + 5
+    while got < valid and time.monotonic() < end:
+        if select.select([b], [], [], 0.5)[0]:
+            b.recv(4096)
+            got += 1
+    assert thread.is_alive()
+    os.eventfd_write(stop, 1)
+    thread.join(2.0)
+    os.close(stop)
+    assert got >= valid, (got, valid)
+    names = sys.modules[fw_cls.__module__].FORWARDER_STATS
+    stats = dict(zip(names, fw.stats.tolist(), strict=True))
+    assert stats["truncated"] > 0 and stats["udp_rx"] == 300
+    assert int(dp.drops.sum()) > 0
+    for s in (server, a, b):
+        s.close()
