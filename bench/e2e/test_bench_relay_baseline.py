@@ -17,20 +17,16 @@ is dropped.  Loopback delivery runs on the sending CPU, so that cost is on CPU 0
 Knobs (environment): L2TPFAST_BENCH_SIZES (payload octets, default "64,1400"),
 L2TPFAST_BENCH_BATCH (default 64), L2TPFAST_BENCH_PACKETS (per round; default
 300000 at 64 octets and 150000 at 1400), L2TPFAST_BENCH_ROUNDS (default 5),
-L2TPFAST_BENCH_CPU (default 0).  Run with ``python -m pytest bench/e2e --benchmark-only -s``.
+L2TPFAST_BENCH_CPU (default 0), L2TPFAST_BENCH_BLAST_CPU (the prefill's CPU, default
+the same: see common.blast_pin).  The helpers are in common.py.  Run with
+``python -m pytest bench/e2e --benchmark-only -s``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -38,24 +34,21 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD_PY = ROOT / "bench" / "baseline" / "build.py"
-SIZES = tuple(int(s) for s in os.environ.get("L2TPFAST_BENCH_SIZES", "64,1400").split(","))
-BATCH = int(os.environ.get("L2TPFAST_BENCH_BATCH", "64"))
-ROUNDS = int(os.environ.get("L2TPFAST_BENCH_ROUNDS", "5"))
-CPU = os.environ.get("L2TPFAST_BENCH_CPU", "0")
-IDLE_MS = 300
-RUN_TIMEOUT = 60.0
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-#: Kernel memory charged per queued datagram is about size + 770 octets (measured: 832 at 64,
-#: 2304 at 1400 on x86-64); the margin keeps a whole round in the queue.
-QUEUE_OVERHEAD = 1280
+
+def _load_common() -> ModuleType:
+    """bench/ is not a package: common.py by path, once, under a name of its own."""
+    name = "_l2tpfast_bench_e2e_common"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "common.py")
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
 
 
-def _packets(size: int) -> int:
-    if "L2TPFAST_BENCH_PACKETS" in os.environ:
-        return int(os.environ["L2TPFAST_BENCH_PACKETS"])
-    return 300_000 if size <= 512 else 150_000
+common = _load_common()
+SIZES, BATCH, ROUNDS, CPU, IDLE_MS = common.SIZES, common.BATCH, common.ROUNDS, common.CPU, common.IDLE_MS
+Round = common.Round
 
 
 #: The Python baseline: what a data plane without recvmmsg does, one datagram per call.
@@ -93,140 +86,29 @@ tx.close()
 """
 
 
-def _load_build_module() -> ModuleType:
-    """bench/ is not a package; load build.py by path under a name of its own."""
-    spec = importlib.util.spec_from_file_location("_l2tpfast_bench_baseline_build", BUILD_PY)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def relay_binary() -> Path:
-    return Path(_load_build_module().build_baselines()["relay"])
-
-
-def _pin() -> list[str]:
-    """``taskset -c CPU``; unpinned (and said so) where taskset is missing."""
-    taskset = shutil.which("taskset")
-    if taskset is None:
-        print("  (taskset not found: running unpinned)")
-        return []
-    return [taskset, "-c", CPU]
-
-
-def _udp_stats(sock: socket.socket) -> tuple[int, int]:
-    """(queued octets as charged by the kernel, drops) of one socket, from /proc/net/udp."""
-    inode = os.fstat(sock.fileno()).st_ino
-    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[9]) == inode:
-            return int(fields[4].split(":")[1], 16), int(fields[-1])
-    raise AssertionError("socket not found in /proc/net/udp")
-
-
-def _big_socket(octets: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        # The kernel doubles the value asked for; rmem_max does not apply to the FORCE variant.
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, min(octets // 2, 2**30))
-        sock.bind(("127.0.0.1", 0))
-    except PermissionError:
-        sock.close()
-        pytest.skip("prefilling a receive queue needs SO_RCVBUFFORCE, so root (CAP_NET_ADMIN)")
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-class Round:
-    """One prefilled input queue and an empty sink; ``run`` hands the queue to a relay."""
-
-    def __init__(self, relay: Path, size: int, packets: int) -> None:
-        self.packets = packets
-        queue = packets * (size + QUEUE_OVERHEAD)
-        self.rx = _big_socket(queue)
-        try:
-            self.sink = _big_socket(queue)
-        except BaseException:
-            self.rx.close()
-            raise
-        try:
-            self._fill(relay, size)
-        except BaseException:
-            self.close()
-            raise
-
-    def _fill(self, relay: Path, size: int) -> None:
-        port = str(self.rx.getsockname()[1])
-        done = subprocess.run(
-            [relay, "blast", "127.0.0.1", port, str(size), str(self.packets), str(BATCH)],
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        # Loopback delivery finishes in softirq context, possibly just after blast exits.
-        drops = 0
-        for _ in range(50):
-            queued, drops = _udp_stats(self.rx)
-            if drops or queued >= self.packets * (size + 256):
-                break
-            time.sleep(0.01)
-        assert drops == 0, f"the input queue dropped {drops} of {self.packets}: raise QUEUE_OVERHEAD"
-
-    def run(self, command: list[str]) -> dict[str, Any]:
-        """Run ``command`` (with ``fd:N`` for the input); its JSON line, sink drops added."""
-        try:
-            done = subprocess.run(
-                command,
-                pass_fds=[self.rx.fileno()],
-                capture_output=True,
-                text=True,
-                timeout=RUN_TIMEOUT,
-                check=False,
-            )
-            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-            assert done.returncode == 0 and lines, f"{command}: status {done.returncode}: {done.stderr}"
-            result: dict[str, Any] = json.loads(lines[-1])
-            result["sink_drops"] = _udp_stats(self.sink)[1]
-            assert result["packets"] == self.packets, result
-            return result
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        self.rx.close()
-        self.sink.close()
+    common.require_root("prefilling a receive queue needs SO_RCVBUFFORCE")
+    return common.build_baselines()["relay"]
 
 
 def _c_command(relay: Path, rnd: Round, mode: str = "relay") -> list[str]:
     fd = f"fd:{rnd.rx.fileno()}"
     limits = [str(BATCH), str(rnd.packets), "30", str(IDLE_MS)]  # BATCH PACKETS SECONDS IDLE_MS
     if mode == "recv":
-        return [*_pin(), str(relay), "recv", fd, *limits]
-    return [*_pin(), str(relay), "relay", fd, "127.0.0.1", str(rnd.sink.getsockname()[1]), *limits]
+        return [*common.pin(), str(relay), "recv", fd, *limits]
+    return [*common.pin(), str(relay), "relay", fd, "127.0.0.1", str(rnd.sink.getsockname()[1]), *limits]
 
 
 def _py_command(rnd: Round) -> list[str]:
     sink = str(rnd.sink.getsockname()[1])
     args = [str(rnd.rx.fileno()), "127.0.0.1", sink, str(rnd.packets), str(IDLE_MS / 1000)]
-    return [*_pin(), sys.executable, "-c", PY_RELAY, *args]
-
-
-def _mpps(results: list[dict[str, Any]]) -> tuple[float, float]:
-    """Median and best of the rounds, in Mpps."""
-    rates = [r["pps"] / 1e6 for r in results]
-    return statistics.median(rates), max(rates)
+    return [*common.pin(), sys.executable, "-c", PY_RELAY, *args]
 
 
 @pytest.mark.parametrize("size", SIZES, ids=[f"{s}B" for s in SIZES])
 def test_relay_baseline(benchmark: Any, relay_binary: Path, size: int) -> None:
-    packets = _packets(size)
+    packets = common.packets_for(size)
     c_results: list[dict[str, Any]] = []
     py_results: list[dict[str, Any]] = []
 
@@ -249,8 +131,8 @@ def test_relay_baseline(benchmark: Any, relay_binary: Path, size: int) -> None:
     benchmark.pedantic(relay_round, setup=setup, rounds=ROUNDS)
     recv_result = run_one(lambda rnd: _c_command(relay_binary, rnd, "recv"))
 
-    c_median, c_best = _mpps(c_results)
-    py_median, py_best = _mpps(py_results)
+    c_median, c_best = common.mpps(c_results)
+    py_median, py_best = common.mpps(py_results)
     ratio = c_median / py_median
     benchmark.extra_info.update(
         size=size,
