@@ -26,28 +26,13 @@ Knobs as in test_bench_relay_baseline.py: L2TPFAST_BENCH_SIZES (datagram octets,
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import e2e_common as common  # bench/e2e/e2e_common.py, on sys.path through conftest.py
 import pytest
-
-
-def _load_common() -> ModuleType:
-    """bench/ is not a package: common.py by path, once, under a name of its own."""
-    name = "_l2tpfast_bench_e2e_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "common.py")
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-common = _load_common()
 
 REF_PACKETS = int(os.environ.get("L2TPFAST_BENCH_REF_PACKETS", "30000"))
 

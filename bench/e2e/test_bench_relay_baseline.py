@@ -18,35 +18,21 @@ Knobs (environment): L2TPFAST_BENCH_SIZES (payload octets, default "64,1400"),
 L2TPFAST_BENCH_BATCH (default 64), L2TPFAST_BENCH_PACKETS (per round; default
 300000 at 64 octets and 150000 at 1400), L2TPFAST_BENCH_ROUNDS (default 5),
 L2TPFAST_BENCH_CPU (default 0), L2TPFAST_BENCH_BLAST_CPU (the prefill's CPU, default
-the same: see common.blast_pin).  The helpers are in common.py.  Run with
+the same: see common.blast_pin).  The helpers are in e2e_common.py.  Run with
 ``python -m pytest bench/e2e --benchmark-only -s``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import e2e_common as common  # bench/e2e/e2e_common.py, on sys.path through conftest.py
 import pytest
 
-
-def _load_common() -> ModuleType:
-    """bench/ is not a package: common.py by path, once, under a name of its own."""
-    name = "_l2tpfast_bench_e2e_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "common.py")
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-common = _load_common()
 SIZES, BATCH, ROUNDS, CPU, IDLE_MS = common.SIZES, common.BATCH, common.ROUNDS, common.CPU, common.IDLE_MS
 Round = common.Round
 

@@ -11,29 +11,16 @@ Reported, never asserted (STYLE.md 9); the issue's goal is at most 1.2x the unse
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import socket
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import e2e_common as common  # bench/e2e/e2e_common.py, on sys.path through conftest.py
 import pytest
 
-
-def _load_common() -> ModuleType:
-    name = "_l2tpfast_bench_e2e_common"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "common.py")
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-common = _load_common()
 SIZE = 64
 PACKETS = int(os.environ.get("L2TPFAST_BENCH_SEQ_PACKETS", "200000"))
 

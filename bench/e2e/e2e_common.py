@@ -6,9 +6,8 @@ one CPU with ``taskset``, and takes that program's own figure: the packets it ha
 the time from its first packet to its last. The programs print one JSON line each: the C
 baselines of ``bench/baseline`` and ``runner.py`` (the compiled and reference forwarders).
 
-bench/ is not a package: the benchmark files load this module by path, under one name
-(``_l2tpfast_bench_e2e_common``), so it works under any pytest import mode; ``load`` does the
-same for bench/baseline/build.py.
+bench/ is not a package: conftest.py puts this folder on sys.path and the benchmark files
+``import e2e_common`` (a name no test module uses); ``load`` imports bench/baseline/build.py by path.
 """
 
 from __future__ import annotations
