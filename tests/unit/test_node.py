@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -217,6 +218,22 @@ def test_lns_with_the_data_plane_in_two_threads(tmp_path: Path) -> None:
             assert tunnel["counters"]["rx_packets"] == 25
             assert status["dataplane"]["loops"]["udp_rx"] >= 25 + 3 * 2  # data, and ICRQ + ICCN per call
             assert status["dataplane"]["ppp_frames_unhandled"] == 25
+            # The same, as a user reads it.
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "l2tpfast",
+                "status",
+                "-s",
+                str(tmp_path / "lns.sock"),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 20)
+            text = out.decode()
+            assert proc.returncode == 0, err.decode()
+            assert "data plane: 3 sessions" in text and "rx 25/200 B" in text, text
+            assert "data rx 25 pkts 200 B" in text, text
         finally:
             lac.close()
             lns.close()
