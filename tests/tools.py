@@ -24,3 +24,27 @@ def require_tool(name: str, why: str) -> str:
         pytest.fail(message)
     pytest.skip(message + " -- skipped because CI is unset")
     raise AssertionError("unreachable")
+
+
+def require(ok: bool, message: str) -> None:
+    """A prerequisite other than a tool: under CI its absence fails the test, elsewhere it skips."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message + " -- skipped because CI is unset")
+
+
+def require_root(why: str) -> None:
+    require(os.geteuid() == 0, f"needs root ({why})")
+
+
+def require_ipv6_loopback() -> None:
+    """::1 can be bound (the test machines have it; a container without IPv6 may not)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError as exc:
+        require(False, f"no IPv6 loopback here: {exc}")

@@ -315,9 +315,10 @@ def _tun_skip_reason() -> str | None:
 
 @pytest.fixture(scope="module")
 def tun_check(baselines: dict[str, Path]) -> Iterator[dict[str, Any]]:
+    from tools import require  # here: this file also runs as a script in a new namespace
+
     reason = _tun_skip_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    require(reason is None, reason or "")
     done = subprocess.run(
         ["unshare", "--net", sys.executable, __file__, str(baselines["tun_loop"])],
         capture_output=True,

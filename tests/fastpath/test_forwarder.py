@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tools import require_tool
+from tools import require_root, require_tool
 
 import l2tpfast._dataplane as compiled
 import l2tpfast.reference.dataplane as refdp
@@ -215,8 +215,7 @@ TUN_SCRIPT = textwrap.dedent(
 @pytest.mark.parametrize("which", sorted(IMPLS))
 def test_tun_paths_in_a_namespace(which: str, tmp_path: Path) -> None:
     require_tool("ip", "a network namespace for the TUN test")
-    if os.geteuid() != 0:
-        pytest.skip("needs root for a namespace and a TUN device")
+    require_root("a namespace and a TUN device")
     ns = f"l2f-fw-{os.getpid()}-{which}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:

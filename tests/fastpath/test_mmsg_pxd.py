@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from tools import require_ipv6_loopback
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC_PYX = ROOT / "src_pyx"
@@ -410,11 +411,7 @@ def test_ipv4_batch_round_trip_with_pktinfo(probe: ModuleType) -> None:
 
 
 def test_ipv6_batch_round_trip_with_pktinfo(probe: ModuleType) -> None:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError as exc:
-        pytest.skip(f"no IPv6 loopback here: {exc}")
+    require_ipv6_loopback()
     _round_trip(probe, socket.AF_INET6, "::", "::1")
 
 

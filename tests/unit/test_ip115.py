@@ -31,7 +31,7 @@ from typing import Any
 
 import lab
 import pytest
-from tools import IN_CI, require_tool
+from tools import require, require_tool
 
 from l2tpfast.runtime.ip115 import IPPROTO_L2TP, Ip115Transport, Received, ipv4_payload
 from l2tpfast.wire.header import build_control_header, build_data_header
@@ -143,21 +143,12 @@ SCENARIOS: dict[str, Callable[..., Any]] = {"echo": scenario_echo, "send": scena
 # --- the tests ------------------------------------------------------------------------------------
 
 
-def _require(ok: bool, message: str) -> None:
-    """Under CI a missing prerequisite fails the test, elsewhere it skips (as tools.require_tool)."""
-    if ok:
-        return
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message + " -- skipped because CI is unset")
-
-
 @pytest.fixture
 def pair() -> Iterator[lab.NetnsPair]:
     """A NetnsPair with a second address on b; no namespace of it outlives the test."""
     require_tool("ip", "network namespaces for the protocol-115 tests")
     require_tool("ethtool", "checksum offload off on the veth ends of a NetnsPair")
-    _require(os.geteuid() == 0, "raw sockets and network namespaces need root (CAP_NET_RAW, CAP_NET_ADMIN)")
+    require(os.geteuid() == 0, "raw sockets and network namespaces need root (CAP_NET_RAW, CAP_NET_ADMIN)")
     with lab.NetnsPair() as netns_pair:
         netns_pair.run(netns_pair.b, "ip", "addr", "add", f"{B_EXTRA4}/24", "dev", netns_pair.b_if)
         netns_pair.run(netns_pair.b, "ip", "addr", "add", f"{B_EXTRA6}/64", "dev", netns_pair.b_if, "nodad")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tools import require_ipv6_loopback
 
 from l2tpfast.config import parse_config
 from l2tpfast.control.events import SessionEstablished, TunnelClosed, TunnelEstablished
@@ -125,15 +126,11 @@ def test_bad_command_is_an_error_reply(tmp_path: Path) -> None:
 
 def test_ipv6_tunnel_over_loopback(tmp_path: Path) -> None:
     """RFC 2661 8.1 over IPv6: an LNS on the IPv6 wildcard answers from ::1, where it was reached."""
-    if not socket.has_ipv6:
-        pytest.skip("this Python has no IPv6 support")
-    try:
-        with UdpTransport("::1", 0) as probe:
-            lns_port = probe.local_address[1]
-        with UdpTransport("::1", 0) as probe:
-            lac_port = probe.local_address[1]
-    except OSError as exc:
-        pytest.skip(f"no IPv6 loopback here: {exc}")
+    require_ipv6_loopback()
+    with UdpTransport("::1", 0) as probe:
+        lns_port = probe.local_address[1]
+    with UdpTransport("::1", 0) as probe:
+        lac_port = probe.local_address[1]
 
     async def main() -> None:
         lns = ControlNode(parse_config({"node": {"role": "lns", "listen": "::", "port": lns_port}}))

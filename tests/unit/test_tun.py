@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tools import IN_CI, require_tool
+from tools import require, require_tool
 
 from l2tpfast.runtime import tun
 from l2tpfast.runtime.tun import TunDevice
@@ -246,15 +246,6 @@ SCENARIOS: dict[str, Callable[[], Any]] = {
 # --- the tests ------------------------------------------------------------------------------------
 
 
-def _require(ok: bool, message: str) -> None:
-    """Under CI a missing prerequisite fails the test, elsewhere it skips (as tools.require_tool)."""
-    if ok:
-        return
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message + " -- skipped because CI is unset")
-
-
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=WAIT, check=True)
 
@@ -263,8 +254,8 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
 def netns() -> Iterator[str]:
     """A fresh network namespace with lo up; deleted afterwards, with whatever still runs in it."""
     require_tool("ip", "network namespaces and TUN configuration")
-    _require(os.geteuid() == 0, "TUN devices and network namespaces need root (CAP_NET_ADMIN)")
-    _require(os.path.exists(tun.TUN_PATH), f"no {tun.TUN_PATH}: load the tun module (`modprobe tun`)")
+    require(os.geteuid() == 0, "TUN devices and network namespaces need root (CAP_NET_ADMIN)")
+    require(os.path.exists(tun.TUN_PATH), f"no {tun.TUN_PATH}: load the tun module (`modprobe tun`)")
     name = f"l2f-tun-{os.getpid()}-{next(_counter)}"
     _ip("netns", "add", name)
     try:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from tools import require_ipv6_loopback
 
 from l2tpfast.runtime.udp import Received, UdpTransport
 
@@ -37,17 +38,6 @@ def _client_recv(client: socket.socket) -> tuple[bytes, tuple[str, int]]:
     assert _wait_readable(client.fileno()), "no reply reached the client"
     data, addr = client.recvfrom(65535)
     return data, (addr[0], addr[1])
-
-
-def _ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -80,8 +70,8 @@ def test_ipv4_wildcard_reply_without_local(client4: socket.socket) -> None:
         assert (data, source_port) == (b"reply", port)
 
 
-@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1 cannot be bound)")
 def test_ipv6_wildcard_replies_from_the_destination() -> None:
+    require_ipv6_loopback()
     with (
         UdpTransport("::", 0) as transport,
         socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as client,
@@ -98,8 +88,8 @@ def test_ipv6_wildcard_replies_from_the_destination() -> None:
         assert _client_recv(client) == (b"sccrp", ("::1", port))
 
 
-@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1 cannot be bound)")
 def test_ipv6_wildcard_leaves_ipv4_alone() -> None:
+    require_ipv6_loopback()
     with UdpTransport("::", 0) as transport6, UdpTransport("0.0.0.0", transport6.local_address[1]) as t4:
         assert t4.local_address[1] == transport6.local_address[1]
 
