@@ -35,25 +35,6 @@ from libc.string cimport memcmp, memcpy, memset
 
 import numpy as np
 
-from l2tp cimport (
-    HDR_FLAG_L,
-    HDR_FLAG_O,
-    HDR_FLAG_S,
-    HDR_FLAG_T,
-    HDR_L2F_VERSION,
-    HDR_L2TP_VERSION,
-    HDR_MIN_LEN,
-    HDR_VER_MASK,
-    STATUS_BAD_CONTROL_FLAGS,
-    STATUS_BAD_LENGTH,
-    STATUS_BAD_OFFSET,
-    STATUS_BAD_VERSION,
-    STATUS_L2F,
-    STATUS_OK,
-    STATUS_TRUNCATED,
-    header_row_t,
-    load_be16,
-)
 
 from l2tpfast.wire.constants import DropReason
 from l2tpfast.wire.dtypes import ADDRESS_DTYPE, DELIVERY_DTYPE, SESSION_COUNTERS_DTYPE
@@ -75,7 +56,7 @@ cdef enum:
     TARGET_PPP = 0
     TARGET_TUN = 1
     TARGET_SWITCH = 2
-    # Session flags, as l2tpfast.reference.dataplane.
+    # l2tpfast.wire.constants.SessionFlag, and MAX_DATA_HEADER as MAX_HEADER.
     SEQ_TX = 0x01
     SEQ_TX_FOLLOW = 0x02
     ACFC = 0x04

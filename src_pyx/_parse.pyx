@@ -17,27 +17,7 @@ come only from argument checks at the ``def`` boundary (STYLE.md 4).
 
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport uint16_t, uint32_t
-from libc.string cimport memset
 
-from l2tp cimport (
-    HDR_FLAG_L,
-    HDR_FLAG_O,
-    HDR_FLAG_S,
-    HDR_FLAG_T,
-    HDR_L2F_VERSION,
-    HDR_L2TP_VERSION,
-    HDR_MIN_LEN,
-    HDR_VER_MASK,
-    STATUS_BAD_CONTROL_FLAGS,
-    STATUS_BAD_LENGTH,
-    STATUS_BAD_OFFSET,
-    STATUS_BAD_VERSION,
-    STATUS_L2F,
-    STATUS_OK,
-    STATUS_TRUNCATED,
-    header_row_t,
-    load_be16,
-)
 
 # payload_offset is a uint32 column, so a receive buffer must stay below 4 GiB.
 cdef Py_ssize_t MAX_BUFFER_LEN = 0xFFFFFFFF

@@ -51,6 +51,9 @@ from mmsg cimport (
     timespec,
     write,
 )
+from ipaddress import IPv4Address as _IPv4Address
+from ipaddress import IPv6Address as _IPv6Address
+
 from mmsg cimport htons as c_htons
 from mmsg cimport ntohs as c_ntohs
 
@@ -501,7 +504,6 @@ cdef class Forwarder:
 
 
 cdef object _address_text(const address_t* a):
-    import ipaddress
     if a.family == 4:
-        return str(ipaddress.IPv4Address((<const char*>a.addr)[:4]))
-    return ipaddress.IPv6Address((<const char*>a.addr)[:16]).compressed
+        return str(_IPv4Address((<const char*>a.addr)[:4]))
+    return _IPv6Address((<const char*>a.addr)[:16]).compressed

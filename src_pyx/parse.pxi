@@ -1,7 +1,29 @@
 # Included by _parse.pyx and _dataplane.pyx (STYLE.md 2: code shared by two loops is included,
 # not called across extensions). The header rules of RFC 2661 3.1, in the order of
 # ``l2tpfast.wire.header.parse_header``; see _parse.pyx for the list.
-# Needs from l2tp.pxd: the HDR_* and STATUS_* enums, header_row_t and load_be16; and memset.
+# It cimports what it needs from l2tp.pxd (the includer may use the same names); memset too.
+
+from libc.string cimport memset
+
+from l2tp cimport (
+    HDR_FLAG_L,
+    HDR_FLAG_O,
+    HDR_FLAG_S,
+    HDR_FLAG_T,
+    HDR_L2F_VERSION,
+    HDR_L2TP_VERSION,
+    HDR_MIN_LEN,
+    HDR_VER_MASK,
+    STATUS_BAD_CONTROL_FLAGS,
+    STATUS_BAD_LENGTH,
+    STATUS_BAD_OFFSET,
+    STATUS_BAD_VERSION,
+    STATUS_L2F,
+    STATUS_OK,
+    STATUS_TRUNCATED,
+    header_row_t,
+    load_be16,
+)
 
 # Octets of header announced by the high byte of the first word, 6 + 2L + 4S + 2O, or 0
 # for a control message without L=1, S=1, O=0 (RFC 2661 3.1).  One load in place of

@@ -32,7 +32,7 @@ from l2tpfast.control.tunnel import Refusal, Tunnel, TunnelInput, TunnelState
 from l2tpfast.errors import LocalProtocolError, RemoteProtocolError
 from l2tpfast.wire.avp import Accm, CallErrors, Q931Cause
 from l2tpfast.wire.constants import AvpType, CDNResult, GeneralError, MessageType, StopCCNResult
-from l2tpfast.wire.header import parse_header
+from l2tpfast.wire.header import Header, parse_header
 from l2tpfast.wire.message import ControlMessage, parse_message
 
 A = AvpType
@@ -163,7 +163,7 @@ class Endpoint:
             return
         if header.tunnel_id == 0:
             if header.is_control:
-                self._receive_unassigned(bytes(data), addr, local, now)
+                self._receive_unassigned(bytes(data), header, offset, addr, local, now)
             else:
                 self.count("unknown_tunnel")
             return
@@ -191,7 +191,9 @@ class Endpoint:
             tunnel.last_received = now
             self._after(tunnel)
 
-    def _receive_unassigned(self, data: bytes, addr: Address, local: str | None, now: float) -> None:
+    def _receive_unassigned(
+        self, data: bytes, header: Header, offset: int, addr: Address, local: str | None, now: float
+    ) -> None:
         settings = self.settings.for_peer(addr[0])
         try:
             message = parse_message(data, secret=settings.secret)
@@ -204,7 +206,6 @@ class Endpoint:
             assigned = message[A.ASSIGNED_TUNNEL_ID]
             for tunnel in list(self.tunnels.values()):
                 if tunnel.peer[0] == addr[0] and tunnel.peer_tunnel_id == assigned:
-                    header, offset = parse_header(data)
                     tunnel.receive(data, header, offset, now)
                     self._after(tunnel)
                     return
@@ -215,7 +216,6 @@ class Endpoint:
         existing = self.tunnels.get(self._by_request.get((addr, peer_tid), 0))
         if existing is not None:
             # A retransmitted SCCRQ (our SCCRP or its ack was lost): the channel re-acks it.
-            header, offset = parse_header(data)
             existing.receive(data, header, offset, now)
             self._after(existing)
             return
@@ -226,7 +226,6 @@ class Endpoint:
         tunnel = Tunnel(self, self._allocate_tunnel_id(), addr, local, settings, initiator=False, now=now)
         self.tunnels[tunnel.local_tunnel_id] = tunnel
         self._by_request[(addr, peer_tid)] = tunnel.local_tunnel_id
-        header, offset = parse_header(data)
         # Run the SCCRQ through the channel so that Nr acknowledges it; then judge it.
         tunnel.last_received = now
         tunnel.channel.receive(header.ns or 0, header.nr or 0, False, message, now)

@@ -48,21 +48,21 @@ import numpy as np
 import numpy.typing as npt
 
 from l2tpfast.reference.parse import _byte_view, _u32_values, parse_header
-from l2tpfast.wire.constants import DeliveryAction, DropReason, ParseStatus, SessionTarget
+from l2tpfast.wire.constants import (
+    FLAG_P,
+    FLAG_S,
+    MAX_DATA_HEADER,
+    DeliveryAction,
+    DropReason,
+    ParseStatus,
+    SessionFlag,
+    SessionTarget,
+)
 from l2tpfast.wire.dtypes import ADDRESS_DTYPE, DELIVERY_DTYPE, SESSION_COUNTERS_DTYPE
 from l2tpfast.wire.seqnum import seq_add, seq_diff
 
-FLAG_S = 0x0800
-FLAG_P = 0x0100
 PPP_IPV4 = 0x0021
 PPP_IPV6 = 0x0057
-#: Session flags (``add_session(flags=...)``).
-SEQ_TX = 0x01  # our data carries Ns (the LNS decided, or Sequencing Required)
-SEQ_TX_FOLLOW = 0x02  # a LAC sends Ns once the peer's data carries them (RFC 2661 5.4)
-ACFC = 0x04  # PPP negotiated Address-and-Control-Field-Compression: send no FF 03
-PFC = 0x08  # PPP negotiated Protocol-Field-Compression: one-octet protocol when possible
-#: Longest header encapsulate writes: flags, tunnel, session, Ns, Nr, FF 03, protocol.
-MAX_HEADER = 14
 
 
 def address_key(row: Any) -> bytes:
@@ -298,8 +298,8 @@ class DataPath:
             action = DeliveryAction.TUN
         else:
             action = DeliveryAction.PPP
-        if flags & FLAG_S and session.flags & SEQ_TX_FOLLOW:
-            session.flags |= SEQ_TX  # RFC 2661 5.4: the LAC follows the LNS's S bit
+        if flags & FLAG_S and session.flags & SessionFlag.SEQ_TX_FOLLOW:
+            session.flags |= SessionFlag.SEQ_TX  # RFC 2661 5.4: the LAC follows the LNS's S bit
         packet = _Held(ns, -1, end - pos, protocol, action, now, payload_length)
         if not flags & FLAG_S or flags & FLAG_P:
             self._deliver(packet, pos, 0, slot, index, rows)
@@ -429,15 +429,15 @@ class DataPath:
         """Write the L2TP data header and PPP framing for each payload; return how many were done.
 
         ``slots``, ``protocols`` and ``lengths`` (the payload lengths) are uint32 buffers;
-        ``headers`` is a uint8 array of shape (n, MAX_HEADER); ``header_lengths`` uint8 (n,).
+        ``headers`` is a uint8 array of shape (n, MAX_DATA_HEADER); ``header_lengths`` uint8 (n,).
         A slot with no session gets header length 0 (skip it).
         """
         slot_list = _u32_values("slots", slots)
         proto_list = _u32_values("protocols", protocols)
         len_list = _u32_values("lengths", lengths)
         n = min(len(slot_list), len(proto_list), len(len_list)) if count < 0 else count
-        if headers.dtype != np.uint8 or headers.ndim != 2 or headers.shape[1] < MAX_HEADER:
-            raise ValueError(f"headers must be uint8 of shape (n, >= {MAX_HEADER})")
+        if headers.dtype != np.uint8 or headers.ndim != 2 or headers.shape[1] < MAX_DATA_HEADER:
+            raise ValueError(f"headers must be uint8 of shape (n, >= {MAX_DATA_HEADER})")
         if n > min(len(slot_list), len(proto_list), len(len_list), headers.shape[0], len(header_lengths)):
             raise ValueError("count exceeds an input or output")
         done = 0
@@ -449,17 +449,17 @@ class DataPath:
                 continue
             head = bytearray()
             flags = 0x0002
-            if session.flags & SEQ_TX:
+            if session.flags & SessionFlag.SEQ_TX:
                 flags |= FLAG_S
             head += flags.to_bytes(2, "big")
             head += session.peer_tunnel_id.to_bytes(2, "big") + session.peer_session_id.to_bytes(2, "big")
-            if session.flags & SEQ_TX:
+            if session.flags & SessionFlag.SEQ_TX:
                 head += session.tx_ns.to_bytes(2, "big") + b"\x00\x00"  # Nr is reserved in data (3.1)
                 session.tx_ns = seq_add(session.tx_ns, 1)
-            if not session.flags & ACFC:
+            if not session.flags & SessionFlag.ACFC:
                 head += b"\xff\x03"
             protocol = proto_list[i]
-            if session.flags & PFC and protocol < 0x100 and protocol & 1:
+            if session.flags & SessionFlag.PFC and protocol < 0x100 and protocol & 1:
                 head.append(protocol)
             else:
                 head += protocol.to_bytes(2, "big")
@@ -467,7 +467,9 @@ class DataPath:
             header_lengths[i] = len(head)
             counters = self.counters[slot]
             counters["tx_packets"] += 1
-            counters["tx_bytes"] += len(head) - 6 - (4 if session.flags & SEQ_TX else 0) + len_list[i]
+            counters["tx_bytes"] += (
+                len(head) - 6 - (4 if session.flags & SessionFlag.SEQ_TX else 0) + len_list[i]
+            )
             done += 1
         return done
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from l2tpfast.reference.dataplane import MAX_HEADER, DataPath
-from l2tpfast.wire.constants import DeliveryAction
+from l2tpfast.reference.dataplane import DataPath
+from l2tpfast.runtime.udp import DatagramTransport
+from l2tpfast.wire.constants import MAX_DATA_HEADER, DeliveryAction
 from l2tpfast.wire.dtypes import ADDRESS_DTYPE, DELIVERY_DTYPE
 
 FORWARDER_STATS = (
@@ -37,8 +38,6 @@ FORWARDER_STATS = (
 )
 _STAT = {name: i for i, name in enumerate(FORWARDER_STATS)}
 RX_SLOT = 2048
-_IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
-_IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 
 
 class Forwarder:
@@ -59,7 +58,7 @@ class Forwarder:
         # A socket object over the same descriptor, for recvmsg/sendmsg (never closed here).
         self._sock = socket.socket(fileno=os.dup(udp_fd))
         self._sock.setblocking(False)
-        self._headers = np.zeros((1, MAX_HEADER), dtype=np.uint8)
+        self._headers = np.zeros((1, MAX_DATA_HEADER), dtype=np.uint8)
         self._hl = np.zeros(1, dtype=np.uint8)
         self._next_release = 0.0
 
@@ -118,7 +117,7 @@ class Forwarder:
                 data = data[ihl:] if 20 <= ihl <= len(data) else b""
             datagrams.append(data)
             peers.append((host.compressed, 0 if self.raw else peer[1]))
-            locals_.append(_local_of(ancdata))
+            locals_.append(DatagramTransport.parse_local(ancdata))
         if not datagrams:
             return 0
         self._count("udp_rx", len(datagrams))
@@ -201,15 +200,6 @@ class Forwarder:
                 self._count("no_route")
                 continue
             self._send(int(slots[0]), 0x0021 if packet[0] >> 4 == 4 else 0x0057, packet)
-
-
-def _local_of(ancdata: list[tuple[int, int, bytes]]) -> str | None:
-    for level, kind, data in ancdata:
-        if level == socket.IPPROTO_IP and kind == _IP_PKTINFO and len(data) >= 12:
-            return str(ipaddress.IPv4Address(data[8:12]))
-        if level == socket.IPPROTO_IPV6 and kind == _IPV6_PKTINFO and len(data) >= 16:
-            return ipaddress.IPv6Address(data[:16]).compressed
-    return None
 
 
 __all__ = ["FORWARDER_STATS", "Forwarder"]

@@ -195,8 +195,8 @@ class ControlNode:
 
     def _install_session(self, event: SessionEstablished) -> None:
         """Hand an established session to the fast path (and take it back when it closes)."""
-        from l2tpfast.reference import dataplane as flags
         from l2tpfast.runtime.dataplane import address_row
+        from l2tpfast.wire.constants import SessionFlag
 
         dp_config = self.config.dataplane
         assert dp_config is not None
@@ -206,9 +206,9 @@ class ControlNode:
         if event.role.value == "lns":
             # RFC 2661 5.4: the LNS decides; Sequencing Required from the LAC obliges it too.
             if dp_config.sequence_data or event.sequencing_required:
-                value |= flags.SEQ_TX
+                value |= SessionFlag.SEQ_TX
         else:
-            value |= flags.SEQ_TX_FOLLOW | (flags.SEQ_TX if event.sequencing_required else 0)
+            value |= SessionFlag.SEQ_TX_FOLLOW | (SessionFlag.SEQ_TX if event.sequencing_required else 0)
         self.dataplane.path.add_session(
             event.local_tunnel_id,
             event.local_session_id,

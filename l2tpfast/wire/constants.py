@@ -240,3 +240,21 @@ class SessionTarget(enum.IntEnum):
     TUN = 1
     #: Every PPP frame to another session (L2TP switching).
     SWITCH = 2
+
+
+class SessionFlag(enum.IntFlag):
+    """How the data path sends on a session (``add_session(flags=...)``); mirrored in _dataplane.pyx."""
+
+    #: Our data carries Ns (RFC 2661 5.4: the LNS decided, or Sequencing Required was negotiated).
+    SEQ_TX = 0x01
+    #: A LAC sends Ns once the peer's data carries them (RFC 2661 5.4).
+    SEQ_TX_FOLLOW = 0x02
+    #: PPP negotiated Address-and-Control-Field-Compression: send no FF 03 (RFC 1661 6.6).
+    ACFC = 0x04
+    #: PPP negotiated Protocol-Field-Compression: a one-octet protocol when possible (RFC 1661 6.5).
+    PFC = 0x08
+
+
+#: The longest data header plus PPP framing the data path writes: flags, Tunnel and Session ID,
+#: Ns, Nr, FF 03 and a two-octet protocol.
+MAX_DATA_HEADER = 14

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import l2tpfast._dataplane
 import l2tpfast.reference.dataplane as ref
-from l2tpfast.wire.constants import DeliveryAction, DropReason, SessionTarget
+from l2tpfast.wire.constants import MAX_DATA_HEADER, DeliveryAction, DropReason, SessionFlag, SessionTarget
 from l2tpfast.wire.dtypes import ADDRESS_DTYPE, DELIVERY_DTYPE, SESSION_COUNTERS_DTYPE
 from l2tpfast.wire.header import build_control_header, build_data_header, parse_header
 
@@ -224,11 +224,13 @@ def test_table_add_remove_many_keeps_lookups(impl: Any) -> None:
 def test_encapsulate_headers(impl: Any) -> None:
     dp = impl(4)
     plain = dp.add_session(5, 6, 50, 60, address(*PEER4))
-    seq = dp.add_session(5, 7, 50, 61, address(*PEER4), flags=ref.SEQ_TX | ref.PFC | ref.ACFC)
+    seq = dp.add_session(
+        5, 7, 50, 61, address(*PEER4), flags=SessionFlag.SEQ_TX | SessionFlag.PFC | SessionFlag.ACFC
+    )
     slots = np.array([plain, seq, seq, 3], dtype=np.uint32)
     protocols = np.array([0x21, 0x21, 0xC021, 0x21], dtype=np.uint32)
     lengths = np.array([100, 100, 10, 5], dtype=np.uint32)
-    headers = np.zeros((4, ref.MAX_HEADER), dtype=np.uint8)
+    headers = np.zeros((4, MAX_DATA_HEADER), dtype=np.uint8)
     hl = np.zeros(4, dtype=np.uint8)
     assert dp.encapsulate(slots, protocols, lengths, headers, hl) == 3
     h0 = bytes(headers[0, : hl[0]])
@@ -247,11 +249,11 @@ def test_encapsulate_headers(impl: Any) -> None:
 
 def test_lac_follows_the_s_bit(impl: Any) -> None:
     dp = impl(4)
-    slot = dp.add_session(5, 6, 50, 60, address(*PEER4), flags=ref.SEQ_TX_FOLLOW)
+    slot = dp.add_session(5, 6, 50, 60, address(*PEER4), flags=SessionFlag.SEQ_TX_FOLLOW)
     run(dp, [data(5, 6, IP + b"x")])
-    assert not dp.get_flags(slot) & ref.SEQ_TX
+    assert not dp.get_flags(slot) & SessionFlag.SEQ_TX
     run(dp, [data(5, 6, IP + b"x", ns=0)])
-    assert dp.get_flags(slot) & ref.SEQ_TX
+    assert dp.get_flags(slot) & SessionFlag.SEQ_TX
 
 
 def test_routes(impl: Any) -> None:
@@ -343,7 +345,7 @@ def _snapshot(dp: Any, rows_out: list[tuple]) -> tuple:
 def _play(cls: type, stream: list[tuple[bytes, Any]], rng: random.Random, window: int) -> tuple:
     dp = cls(16, pool_slots=24, reorder_window=window, reorder_timeout=0.5)
     dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
-    dp.add_session(5, 7, 50, 61, address(*PEER4), target=SessionTarget.PPP, flags=ref.SEQ_TX_FOLLOW)
+    dp.add_session(5, 7, 50, 61, address(*PEER4), target=SessionTarget.PPP, flags=SessionFlag.SEQ_TX_FOLLOW)
     dp.add_session(9, 1, 90, 11, address(*PEER4), target=SessionTarget.SWITCH, target_index=0)
     rows: list[tuple] = []
     now = 0.0
