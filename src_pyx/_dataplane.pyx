@@ -12,8 +12,11 @@ whole batch per call with the GIL released, on C arrays:
 * the reorder pool: fixed slots of ``slot_size`` octets shared by all sessions, with their
   metadata in C arrays; a session's held packets form a singly linked list in Ns order, so an
   idle session costs nothing there;
-* routes (destination address to session) for the TUN direction: a second open-addressing
-  table keyed on a 64-bit hash of the address, the address itself compared on a hit.
+* routes (an address to its session) for the TUN direction: a second open-addressing table
+  keyed on a 64-bit hash of the address, the address itself compared on a hit; the packet's
+  destination or its source is looked up, as ``route_by`` says (two offsets set once);
+* the source check (``set_source``): one IPv4 address in the session, 0 when unset, so that a
+  session without it pays one compare a packet.
 
 Buffers: the receive buffer, offsets, lengths and sources are the caller's, read during the
 call only. Rows that point into the pool stay valid until the next ``process`` or
@@ -52,7 +55,8 @@ cdef enum:
     DROP_DUPLICATE = 9
     DROP_POOL_FULL = 10
     DROP_SHORT_PPP = 11
-    N_DROPS = 12
+    DROP_SPOOFED_SOURCE = 12
+    N_DROPS = 13
     TARGET_PPP = 0
     TARGET_TUN = 1
     TARGET_SWITCH = 2
@@ -93,23 +97,23 @@ ctypedef packed struct counters_t:
     uint32_t reorder_timeouts
     uint32_t dropped
 
-# One session: 48 octets. With its counters (48) and two buckets (16) it costs 112 octets.
-# Field order keeps it at 48: peer (20), four 32-bit, six 16-bit, four 8-bit.
+# One session: 48 octets. With its counters (48) and two to four buckets (16 to 32) it costs
+# 112 to 128 octets. Field order keeps it at 48: peer (20), four 32-bit, four 16-bit, four 8-bit.
+# A slot is in use when its key is not 0 (IDs are never 0).
 ctypedef struct session_t:
     address_t peer
     uint32_t key            # tunnel << 16 | session; 0 when the slot is free
     uint32_t target_index
     int32_t held_head       # first held packet in the pool, -1 when none
+    uint32_t source4        # set_source: IPv4 source in network order, as read; 0: no check
     uint16_t peer_tunnel_id
     uint16_t peer_session_id
     uint16_t tx_ns
     uint16_t rx_expected
-    uint16_t held_count
-    uint16_t local_index    # into DataPath.locals: the address our data leaves from; 0: any
     uint8_t target
     uint8_t flags
     uint8_t rx_started
-    uint8_t in_use
+    uint8_t local_index     # into DataPath.locals: the address our data leaves from; 0: any
 
 
 cdef inline int seq_diff(uint16_t a, uint16_t b) noexcept nogil:
@@ -124,6 +128,21 @@ cdef inline uint32_t hash32(uint32_t key) noexcept nogil:
     key *= 0x45D9F3B
     key ^= key >> 16
     return key
+
+
+cdef inline bint spoofed(const uint8_t* p, uint32_t n, uint16_t protocol, uint32_t source) noexcept nogil:
+    """Whether a TUN-bound packet fails the session's IPv4 source check (``source`` != 0).
+
+    A TUN device without packet information takes the family from the version nibble, not from
+    the PPP protocol: what either calls IPv4 must be a whole IPv4 header with ``source`` as its
+    source. What neither calls IPv4 (IPv6) passes unchecked."""
+    cdef uint32_t found
+    if protocol != 0x0021 and (n == 0 or p[0] >> 4 != 4):
+        return False
+    if n < 20 or p[0] >> 4 != 4:
+        return True
+    memcpy(&found, p + 12, 4)
+    return found != source
 
 
 cdef inline uint64_t hash_bytes(const uint8_t* p, int n) noexcept nogil:
@@ -145,6 +164,8 @@ cdef class DataPath:
     cdef readonly object pool
     cdef readonly object counters
     cdef readonly object drops
+    cdef readonly str route_by
+    cdef int route_offset4, route_offset6    # of the routed address in an IPv4, IPv6 header
     cdef session_t* sessions
     cdef uint32_t* bucket_keys
     cdef uint32_t* bucket_slots
@@ -168,7 +189,7 @@ cdef class DataPath:
     cdef Py_ssize_t n_release_later
     cdef counters_t* counter_rows
     cdef uint64_t* drop_counts
-    # Routes: destination address -> slot.
+    # Routes: an address (the destination or the source, ``route_by``) -> slot.
     cdef uint64_t* route_hash
     cdef uint8_t* route_addr      # 17 octets a bucket: length (0 free, 4, 16) + address
     cdef uint32_t* route_slot
@@ -189,8 +210,16 @@ cdef class DataPath:
         Py_ssize_t slot_size=2048,
         int reorder_window=16,
         double reorder_timeout=0.1,
+        str route_by="destination",
     ):
         cdef Py_ssize_t buckets = 16, i
+        if route_by == "destination":
+            self.route_offset4, self.route_offset6 = 16, 24
+        elif route_by == "source":
+            self.route_offset4, self.route_offset6 = 12, 8
+        else:
+            raise ValueError(f"route_by must be 'destination' or 'source', not {route_by!r}")
+        self.route_by = route_by
         if max_sessions < 1 or pool_slots < 1 or slot_size < 64 or not 0 <= reorder_window <= 32767:
             raise ValueError("max_sessions, pool_slots >= 1, slot_size >= 64, reorder_window in 0..32767")
         if max_sessions > 0x7FFFFFFF or pool_slots > 0x7FFFFFFF or pool_slots * slot_size > 0xFFFFFFFF:
@@ -325,7 +354,7 @@ cdef class DataPath:
         for i in range(1, self.n_locals):
             if memcmp(&self.locals[i], <const char*>raw, ADDRESS_COMPARED) == 0:
                 return i
-        if self.n_locals == 256:
+        if self.n_locals == 256:  # session_t.local_index is 8 bits
             raise ValueError("more than 255 local addresses")
         memcpy(&self.locals[self.n_locals], <const char*>raw, sizeof(address_t))
         self.n_locals += 1
@@ -360,8 +389,7 @@ cdef class DataPath:
         s.target_index = <uint32_t>target_index
         s.flags = <uint8_t>flags
         s.held_head = -1
-        s.local_index = <uint16_t>local_index
-        s.in_use = 1
+        s.local_index = <uint8_t>local_index
         memset(&self.counter_rows[slot], 0, sizeof(counters_t))
         b = hash32(key) & self.bucket_mask
         while self.bucket_keys[b] != 0:
@@ -429,7 +457,7 @@ cdef class DataPath:
         return -1 if slot == NO_SLOT else <Py_ssize_t>slot
 
     cdef session_t* used(self, Py_ssize_t slot) except NULL:
-        if not 0 <= slot < self.max_sessions or not self.sessions[slot].in_use:
+        if not 0 <= slot < self.max_sessions or self.sessions[slot].key == 0:
             raise ValueError(f"slot {slot} is empty")
         return &self.sessions[slot]
 
@@ -442,6 +470,28 @@ cdef class DataPath:
 
     def get_flags(self, Py_ssize_t slot):
         return self.used(slot).flags
+
+    def set_source(self, Py_ssize_t slot, object address):
+        """Drop IPv4 packets for the TUN device whose source is not ``address`` (4 octets);
+        None ends the check. IPv6 sources are not checked."""
+        cdef uint32_t raw = 0
+        if address is not None:
+            address = bytes(address)
+            if len(address) != 4:
+                raise ValueError("the source check takes an IPv4 address: 4 octets (IPv6 is not checked)")
+            if address == bytes(4):
+                raise ValueError("0.0.0.0 is no subscriber's address; None ends the check")
+            memcpy(&raw, <const char*>address, 4)
+        self.lock_tables()
+        try:
+            self.used(slot).source4 = raw
+        finally:
+            self.unlock_tables()
+
+    def get_source(self, Py_ssize_t slot):
+        """The IPv4 address ``set_source`` checks for, or None."""
+        cdef uint32_t raw = self.used(slot).source4
+        return None if raw == 0 else (<const char*>&raw)[:4]
 
     def session_count(self):
         return self.n_sessions
@@ -509,7 +559,6 @@ cdef class DataPath:
             if not all_of_them and self.pool_ns[p] != s.rx_expected:
                 break
             s.held_head = self.pool_next[p]
-            s.held_count -= 1
             n_out = self.emit_held(p, out, n_out, cap, slot, index)
             s.rx_expected = <uint16_t>(self.pool_ns[p] + 1)
         return n_out
@@ -573,6 +622,11 @@ cdef class DataPath:
             action = ACT_TUN
         else:
             action = ACT_PPP
+        # Anti-spoofing (BCP 38): one compare when the session has no source check.
+        if s.source4 != 0 and action == ACT_TUN and spoofed(base + pos, end - pos, protocol, s.source4):
+            self.drop_counts[DROP_SPOOFED_SOURCE] += 1
+            c.dropped += 1
+            return n_out
         if (h.flags & HDR_FLAG_S) and (s.flags & SEQ_TX_FOLLOW):
             s.flags |= SEQ_TX  # RFC 2661 5.4: the LAC follows the LNS's S bit
         if not (h.flags & HDR_FLAG_S) or (h.flags & 0x0100):
@@ -635,7 +689,6 @@ cdef class DataPath:
             s.held_head = p
         else:
             self.pool_next[prev] = p
-        s.held_count += 1
         return n_out
 
     cdef Py_ssize_t process_c(
@@ -800,7 +853,7 @@ cdef class DataPath:
         cdef session_t* s
         cdef int n, l2tp_len
         cdef counters_t* c
-        if slot >= <uint32_t>self.max_sessions or not self.sessions[slot].in_use:
+        if slot >= <uint32_t>self.max_sessions or self.sessions[slot].key == 0:
             return 0
         s = &self.sessions[slot]
         h[0] = 0x08 if s.flags & SEQ_TX else 0x00
@@ -818,7 +871,9 @@ cdef class DataPath:
             s.tx_ns += 1
             n = 10
         l2tp_len = n
-        if not (s.flags & ACFC):
+        # RFC 1661 6.6: "The Address and Control fields MUST NOT be compressed when sending any
+        # LCP packet." (6.5 says the same of the Protocol field; 0xC021 cannot be compressed.)
+        if not (s.flags & ACFC) or protocol == 0xC021:
             h[n] = 0xFF
             h[n + 1] = 0x03
             n += 2
@@ -849,7 +904,8 @@ cdef class DataPath:
             b = (b + 1) & self.route_mask
 
     def route_add(self, bytes address not None, Py_ssize_t slot):
-        """Packets to ``address`` (4 or 16 octets) go to the session in ``slot``."""
+        """Packets to (``route_by="source"``: from) ``address`` (4 or 16 octets) go to the
+        session in ``slot``."""
         self.lock_tables()
         try:
             self._route_add(address, slot)
@@ -933,7 +989,8 @@ cdef class DataPath:
         uint32_t[::1] slots not None,
         Py_ssize_t count=-1,
     ):
-        """For each IP packet, the slot its destination routes to (0xFFFFFFFF when none)."""
+        """For each IP packet, the slot its destination (or source, ``route_by``) routes to
+        (0xFFFFFFFF when none); returns how many found a session."""
         cdef Py_ssize_t i, found = 0, buf_len = buf.shape[0]
         cdef uint32_t start, length, b, slot
         cdef const uint8_t* p
@@ -951,11 +1008,11 @@ cdef class DataPath:
                 p = &buf[start] if length > 0 else NULL
                 slot = NO_SLOT
                 if length >= 20 and p[0] >> 4 == 4:
-                    b = self.route_find(p + 16, 4)
+                    b = self.route_find(p + self.route_offset4, 4)
                     if b != NO_SLOT:
                         slot = self.route_slot[b]
                 elif length >= 40 and p[0] >> 4 == 6:
-                    b = self.route_find(p + 24, 16)
+                    b = self.route_find(p + self.route_offset6, 16)
                     if b != NO_SLOT:
                         slot = self.route_slot[b]
                 slots[i] = slot

@@ -7,9 +7,11 @@
 #                   (header, payload in the receive slot): payloads are never copied;
 #   CONTROL, PPP -> copied into Python objects under the GIL, once per batch, and handed to
 #                   the ``handoff`` callable (the shell queues them and wakes its asyncio loop);
-# and from the TUN side: read() up to a batch of packets, route them by destination address,
-# headers, sendmmsg. The table lock is held for the processing of a batch, never across a
-# system call that blocks and never while the GIL is taken.
+# and from the TUN side: read() up to a batch of packets, route them by destination address
+# (an LNS: a subscriber's address is its session) or by source address (``route_by="source"``:
+# a LAC that originates many sessions over one TUN device), headers, sendmmsg. The table lock
+# is held for the processing of a batch, never across a system call that blocks and never while
+# the GIL is taken.
 #
 # Ownership: every buffer here is allocated by the Forwarder and freed in __dealloc__; the
 # iovecs and msghdrs point into those buffers only (and into the DataPath's pool, whose rows
@@ -413,9 +415,9 @@ cdef class Forwarder:
             length = self.tun_lengths[i]
             b = NO_SLOT
             if length >= 20 and p[0] >> 4 == 4:
-                b = self.path.route_find(p + 16, 4)
+                b = self.path.route_find(p + self.path.route_offset4, 4)
             elif length >= 40 and p[0] >> 4 == 6:
-                b = self.path.route_find(p + 24, 16)
+                b = self.path.route_find(p + self.path.route_offset6, 16)
             if b == NO_SLOT:
                 self.stat[STAT_NO_ROUTE] += 1
                 continue

@@ -23,7 +23,18 @@ Receive (:meth:`DataPath.process`), per datagram of a batch:
    otherwise; IPv4 (0x0021) and IPv6 (0x0057) go to the TUN device when the session's target
    is TUN; the target SWITCH forwards every frame to another session; everything else goes to
    the PPP engine (DeliveryAction.PPP). Every row points just past the protocol field and
-   carries the protocol. Nothing is copied except held packets.
+   carries the protocol. Nothing is copied except held packets;
+6. the source check (:meth:`DataPath.set_source`, optional per session; anti-spoofing as in
+   BCP 38, RFC 2827): an LNS puts what a subscriber sends into the operator's network, so a
+   packet for the TUN device must carry the subscriber's own address as its source. When the
+   session has an IPv4 address set and a packet goes to the TUN device, what is IPv4 by its PPP
+   protocol (0x0021) or by its version nibble (a TUN device without packet information goes by
+   the nibble alone, so a frame labelled 0x0057 is checked too when it holds IPv4) must be a whole
+   IPv4 header (20 octets) whose source is that address; otherwise it is dropped
+   (SPOOFED_SOURCE). The check comes before sequencing: a dropped packet's Ns is not consumed,
+   and the gap is given up like a loss. IPv6 is not checked (IPv6CP agrees on an interface
+   identifier only, and the subscriber picks its prefixes' addresses itself); nor is SWITCH,
+   whose frames leave through another tunnel rather than into our network.
 
 Counters: ``rx_packets``/``rx_bytes`` count what a session delivers (L2TP payload octets, PPP
 framing included), when it is delivered; duplicates, drops, out-of-order arrivals and reorder
@@ -35,8 +46,15 @@ the gap before them is given up. Pool rows stay valid until the next call of ``p
 
 Send (:meth:`DataPath.encapsulate`): per payload, the L2TP data header with the peer's IDs
 (Ns when the session sends sequenced, RFC 2661 5.4), then FF 03 unless ACFC was negotiated,
-then the protocol field (one octet with PFC when the protocol allows it). Only headers are
-written; the I/O layer sends header and payload as two iovecs, so payloads are never copied.
+then the protocol field (one octet with PFC when the protocol allows it). LCP (0xC021) always
+keeps FF 03 (RFC 1661 6.6: "The Address and Control fields MUST NOT be compressed when sending
+any LCP packet"), and its protocol field cannot be compressed (6.5). Only headers are written;
+the I/O layer sends header and payload as two iovecs, so payloads are never copied.
+
+Routes (for what the TUN device gives us): :meth:`DataPath.route_batch` finds the session of
+each IP packet by its destination address (``route_by="destination"``, an LNS: each subscriber
+address is a session) or by its source address (``route_by="source"``, a LAC that originates
+many sessions over one TUN device, each with its own IPCP-assigned address).
 """
 
 from __future__ import annotations
@@ -63,6 +81,9 @@ from l2tpfast.wire.seqnum import seq_add, seq_diff
 
 PPP_IPV4 = 0x0021
 PPP_IPV6 = 0x0057
+PPP_LCP = 0xC021
+#: route_by -> offsets of the routed address in an IPv4 and an IPv6 header.
+ROUTE_OFFSETS = {"destination": (16, 24), "source": (12, 8)}
 
 
 def address_key(row: Any) -> bytes:
@@ -91,6 +112,7 @@ class _Session:
     target: int
     target_index: int
     flags: int
+    source: bytes | None = None  # set_source: the IPv4 address its TUN packets must come from
     tx_ns: int = 0
     rx_started: bool = False
     rx_expected: int = 0
@@ -108,7 +130,10 @@ class DataPath:
         slot_size: int = 2048,
         reorder_window: int = 16,
         reorder_timeout: float = 0.1,
+        route_by: str = "destination",
     ) -> None:
+        if route_by not in ROUTE_OFFSETS:
+            raise ValueError(f"route_by must be 'destination' or 'source', not {route_by!r}")
         if max_sessions < 1 or pool_slots < 1 or slot_size < 64 or not 0 <= reorder_window <= 32767:
             raise ValueError("max_sessions, pool_slots >= 1, slot_size >= 64, reorder_window in 0..32767")
         self.max_sessions = max_sessions
@@ -126,6 +151,13 @@ class DataPath:
         self._free_pool = list(range(pool_slots - 1, -1, -1))
         self._release_later: list[int] = []
         self._routes: dict[bytes, int] = {}
+        self._route_by = route_by
+        self._route_offset4, self._route_offset6 = ROUTE_OFFSETS[route_by]
+
+    @property
+    def route_by(self) -> str:
+        """What ``route_batch`` looks up: the packet's "destination" or its "source" address."""
+        return self._route_by
 
     # --- the session table ------------------------------------------------------------------
 
@@ -195,6 +227,27 @@ class DataPath:
         if session is None:
             raise ValueError(f"slot {slot} is empty")
         return session.flags
+
+    def set_source(self, slot: int, address: bytes | None) -> None:
+        """Drop IPv4 packets for the TUN device whose source is not ``address`` (4 octets);
+        None ends the check. IPv6 sources are not checked."""
+        if address is not None:
+            address = bytes(address)
+            if len(address) != 4:
+                raise ValueError("the source check takes an IPv4 address: 4 octets (IPv6 is not checked)")
+            if address == bytes(4):
+                raise ValueError("0.0.0.0 is no subscriber's address; None ends the check")
+        session = self._sessions[slot] if 0 <= slot < self.max_sessions else None
+        if session is None:
+            raise ValueError(f"slot {slot} is empty")
+        session.source = address
+
+    def get_source(self, slot: int) -> bytes | None:
+        """The IPv4 address ``set_source`` checks for, or None."""
+        session = self._sessions[slot] if 0 <= slot < self.max_sessions else None
+        if session is None:
+            raise ValueError(f"slot {slot} is empty")
+        return session.source
 
     def session_count(self) -> int:
         return len(self._by_ids)
@@ -298,6 +351,12 @@ class DataPath:
             action = DeliveryAction.TUN
         else:
             action = DeliveryAction.PPP
+        # Anti-spoofing (rule 6) before sequencing: a dropped packet's Ns is not consumed.
+        source = session.source
+        if source is not None and action == DeliveryAction.TUN and _spoofed(data[pos:end], protocol, source):
+            self.drops[DropReason.SPOOFED_SOURCE] += 1
+            counters["dropped"] += 1
+            return
         if flags & FLAG_S and session.flags & SessionFlag.SEQ_TX_FOLLOW:
             session.flags |= SessionFlag.SEQ_TX  # RFC 2661 5.4: the LAC follows the LNS's S bit
         packet = _Held(ns, -1, end - pos, protocol, action, now, payload_length)
@@ -456,9 +515,11 @@ class DataPath:
             if session.flags & SessionFlag.SEQ_TX:
                 head += session.tx_ns.to_bytes(2, "big") + b"\x00\x00"  # Nr is reserved in data (3.1)
                 session.tx_ns = seq_add(session.tx_ns, 1)
-            if not session.flags & SessionFlag.ACFC:
-                head += b"\xff\x03"
             protocol = proto_list[i]
+            # RFC 1661 6.6: "The Address and Control fields MUST NOT be compressed when sending
+            # any LCP packet." (6.5 says the same of the Protocol field; 0xC021 cannot be.)
+            if not session.flags & SessionFlag.ACFC or protocol == PPP_LCP:
+                head += b"\xff\x03"
             if session.flags & SessionFlag.PFC and protocol < 0x100 and protocol & 1:
                 head.append(protocol)
             else:
@@ -473,10 +534,11 @@ class DataPath:
             done += 1
         return done
 
-    # --- routes: destination address to session, for what the TUN device gives us ------------
+    # --- routes: an address to its session, for what the TUN device gives us -----------------
 
     def route_add(self, address: bytes, slot: int) -> None:
-        """Packets to ``address`` (4 or 16 octets) go to the session in ``slot``."""
+        """Packets to (``route_by="source"``: from) ``address`` (4 or 16 octets) go to the
+        session in ``slot``."""
         if len(address) not in (4, 16):
             raise ValueError("an IPv4 or IPv6 address: 4 or 16 octets")
         if self._sessions[slot] is None:
@@ -489,8 +551,8 @@ class DataPath:
     def route_batch(
         self, buf: Any, offsets: Any, lengths: Any, slots: npt.NDArray[Any], count: int = -1
     ) -> int:
-        """For each IP packet, the slot its destination routes to (0xFFFFFFFF when none);
-        returns how many found a session."""
+        """For each IP packet, the slot its destination (or source, ``route_by``) routes to
+        (0xFFFFFFFF when none); returns how many found a session."""
         data = _byte_view("buf", buf)
         offs = _u32_values("offsets", offsets)
         lens = _u32_values("lengths", lengths)
@@ -500,9 +562,19 @@ class DataPath:
             start, length = offs[i], lens[i]
             slot = 0xFFFFFFFF
             if length >= 20 and data[start] >> 4 == 4:
-                slot = self._routes.get(bytes(data[start + 16 : start + 20]), slot)
+                at = start + self._route_offset4
+                slot = self._routes.get(bytes(data[at : at + 4]), slot)
             elif length >= 40 and data[start] >> 4 == 6:
-                slot = self._routes.get(bytes(data[start + 24 : start + 40]), slot)
+                at = start + self._route_offset6
+                slot = self._routes.get(bytes(data[at : at + 16]), slot)
             slots[i] = slot
             found += slot != 0xFFFFFFFF
         return found
+
+
+def _spoofed(packet: memoryview, protocol: int, source: bytes) -> bool:
+    """Whether a TUN-bound packet fails the IPv4 source check (rule 6 of the module docstring)."""
+    nibble = packet[0] >> 4 if len(packet) else 0
+    if protocol != PPP_IPV4 and nibble != 4:
+        return False  # IPv6 by its protocol and by its version nibble: not checked
+    return len(packet) < 20 or nibble != 4 or bytes(packet[12:16]) != source

@@ -2,8 +2,10 @@
 
 Same constructor, ``run``, ``run_once``, ``handoff`` and ``stats`` as the compiled loop, over a
 :class:`l2tpfast.reference.dataplane.DataPath`: ``recvmsg`` per datagram into a batch, the
-reference ``process``, ``write`` per TUN packet, ``sendmsg`` per datagram. It is the baseline the
-forwarding benchmark compares the compiled loop with, and shows the rules without C.
+reference ``process``, ``write`` per TUN packet, ``sendmsg`` per datagram; TUN packets find their
+session with ``route_batch`` (by destination or by source address, as the DataPath's ``route_by``
+says). It is the baseline the forwarding benchmark compares the compiled loop with, and shows
+the rules without C.
 """
 
 from __future__ import annotations

@@ -230,6 +230,9 @@ class DropReason(enum.IntEnum):
     POOL_FULL = 10
     #: The payload is too short to hold a PPP protocol field.
     SHORT_PPP = 11
+    #: An IPv4 packet for the TUN device whose source is not the session's address
+    #: (``DataPath.set_source``): the subscriber tried to send with another address.
+    SPOOFED_SOURCE = 12
 
 
 #: Session targets chosen by the control plane (``DataPath.add_session(target=...)``).

@@ -2,8 +2,9 @@
 
 Each behaviour test runs against both (STYLE.md 8). The differential test feeds both the same
 seeded streams (in order, reordered, duplicated, lost; with and without S, O and P; malformed;
-unknown sessions; wrong peers; control messages) and asserts the same deliveries in the same
-order, the same bytes, and the same counters.
+unknown sessions; wrong peers; control messages; IP packets with the subscriber's source, a
+spoofed one, or no whole header, while ``set_source`` turns the check on and off) and asserts
+the same deliveries in the same order, the same bytes, and the same counters.
 """
 
 from __future__ import annotations
@@ -242,9 +243,10 @@ def test_encapsulate_headers(impl: Any) -> None:
     p1, off1 = parse_header(h1)
     assert (p1.session_id, p1.ns, p1.nr) == (61, 0, 0) and h1[off1:] == b"\x21"
     p2, off2 = parse_header(bytes(headers[2, : hl[2]]))
-    assert p2.ns == 1 and bytes(headers[2, off2 : hl[2]]) == b"\xc0\x21"
+    # RFC 1661 6.6: LCP keeps its Address and Control fields whatever was negotiated.
+    assert p2.ns == 1 and bytes(headers[2, off2 : hl[2]]) == b"\xff\x03\xc0\x21"
     assert hl[3] == 0
-    assert dp.counters[seq]["tx_packets"] == 2 and dp.counters[seq]["tx_bytes"] == 1 + 100 + 2 + 10
+    assert dp.counters[seq]["tx_packets"] == 2 and dp.counters[seq]["tx_bytes"] == 1 + 100 + 4 + 10
 
 
 def test_lac_follows_the_s_bit(impl: Any) -> None:
@@ -301,6 +303,21 @@ def test_c_structs_match_the_dtypes() -> None:
 # --- differential ---------------------------------------------------------------------------------
 
 PROTOCOLS = [0x0021, 0x0057, 0xC021, 0xC023, 0x8021, 0x8057, 0xC223]
+SUBSCRIBER = bytes([10, 9, 0, 2])
+SOURCES = [None, SUBSCRIBER, bytes([10, 9, 0, 66])]
+
+
+def _ip_body(rng: random.Random) -> bytes:
+    """Random octets, or an IPv4/IPv6 header with the subscriber's or another source (some cut short)."""
+    kind = rng.random()
+    if kind < 0.4:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(0, 60)))
+    if kind < 0.9:
+        source = SUBSCRIBER if rng.random() < 0.6 else bytes(rng.randrange(256) for _ in range(4))
+        body = b"\x45" + bytes(11) + source + bytes([198, 51, 100, 1]) + bytes(rng.randrange(0, 20))
+    else:
+        body = b"\x60" + bytes(39 + rng.randrange(0, 20))
+    return body[: rng.randrange(1, len(body) + 1)] if rng.random() < 0.1 else body
 
 
 def _stream(rng: random.Random, n: int) -> list[tuple[bytes, Any]]:
@@ -322,7 +339,7 @@ def _stream(rng: random.Random, n: int) -> list[tuple[bytes, Any]]:
         protocol = rng.choice(PROTOCOLS)
         ppp = b"" if rng.random() < 0.3 else b"\xff\x03"
         ppp += bytes([protocol]) if protocol < 0x100 and rng.random() < 0.5 else protocol.to_bytes(2, "big")
-        payload = ppp + bytes(rng.randrange(256) for _ in range(rng.randrange(0, 60)))
+        payload = ppp + _ip_body(rng)
         seq = None
         if sid in ns and rng.random() < 0.9:
             # mostly in order, with reordering, duplicates and loss
@@ -339,7 +356,8 @@ def _stream(rng: random.Random, n: int) -> list[tuple[bytes, Any]]:
 
 
 def _snapshot(dp: Any, rows_out: list[tuple]) -> tuple:
-    return (rows_out, dp.counters.tobytes(), dp.drops.tolist(), dp.held_count(), dp.session_count())
+    sources = [dp.get_source(dp.lookup(5, s)) for s in (6, 7)]
+    return (rows_out, dp.counters.tobytes(), dp.drops.tolist(), dp.held_count(), dp.session_count(), sources)
 
 
 def _play(cls: type, stream: list[tuple[bytes, Any]], rng: random.Random, window: int) -> tuple:
@@ -366,6 +384,8 @@ def _play(cls: type, stream: list[tuple[bytes, Any]], rng: random.Random, window
         if rng.random() < 0.05:
             dp.remove_session(5, 6)
             dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
+        if rng.random() < 0.2:
+            dp.set_source(dp.lookup(5, rng.choice([6, 6, 7])), rng.choice(SOURCES))
     return _snapshot(dp, rows)
 
 
