@@ -115,3 +115,7 @@ class ConfigError(L2TPError):
 
 class MissingExtensionError(ImportError, L2TPError):
     """The compiled fast-path modules are not built."""
+
+
+class PppError(L2TPError):
+    """A PPP frame or packet that cannot be parsed (RFC 1661 5, RFC 1662 3); the frame is dropped."""
