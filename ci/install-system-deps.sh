@@ -26,6 +26,15 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # wireshark-common asks whether non-root users may capture; answer no without a prompt.
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+# Peers must not start as services: freeradius and l2tpns (and xl2tpd) start themselves at install
+# through invoke-rc.d/deb-systemd-invoke, which obey policy-rc.d; exit 101 = "action forbidden".
+# (l2tpns's postinst runs `invoke-rc.d l2tpns start || exit 1`; its default config wants eth0.)
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# ci/install-system-deps.sh: no service starts while it installs\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Peers must not run as services outside the namespaces our tests create.
 for svc in xl2tpd l2tpns freeradius; do

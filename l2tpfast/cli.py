@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ctl.add_argument("args", nargs="*", help="PEER[:PORT], or TUNNEL [SESSION]")
     ctl.add_argument("--tunnel", type=int, help="open-session: place the call on this tunnel")
+    ctl.add_argument(
+        "--username", help="open-session: the PPP client's user name for this call ([ppp] otherwise)"
+    )
+    ctl.add_argument("--password", help="open-session: the PPP client's password for this call")
     return parser
 
 
@@ -184,7 +188,13 @@ def _status(socket_path: str, as_json: bool) -> int:
     return 0
 
 
-def _ctl(socket_path: str, action: str, args: list[str], tunnel: int | None) -> int:
+def _ctl(
+    socket_path: str,
+    action: str,
+    args: list[str],
+    tunnel: int | None,
+    credentials: tuple[str | None, str | None] = (None, None),
+) -> int:
     import json
 
     from l2tpfast.errors import L2TPError
@@ -198,6 +208,9 @@ def _ctl(socket_path: str, action: str, args: list[str], tunnel: int | None) -> 
                 payload["port"] = int(port)
         if action == "open-session" and tunnel is not None:
             payload["tunnel_id"] = tunnel
+        if action == "open-session" and credentials[0] is not None:
+            payload["username"] = credentials[0]
+            payload["password"] = credentials[1] or ""
         if action in ("close-session", "close-tunnel", "route-add"):
             payload["tunnel_id"] = int(args[0])
         if action in ("close-session", "route-add"):
@@ -271,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         return _status(args.socket, args.json)
     if args.command == "ctl":
-        return _ctl(args.socket, args.action, args.args, args.tunnel)
+        return _ctl(args.socket, args.action, args.args, args.tunnel, (args.username, args.password))
     parser.print_help()
     return 0
 

@@ -34,6 +34,20 @@ Example::
     lns = "192.0.2.2"
     lns_port = 1701
     sessions = 1                 # calls placed at start (ICRQ)
+
+    [ppp]                        # terminate PPP in each session (needs [dataplane] with a tun)
+    auth = ["mschapv2", "chap", "pap"]   # LNS: methods asked of subscribers, preferred first
+    echo_interval = 10           # LCP keepalive (RFC 1661 5.8); 0 turns it off
+    echo_failure = 3
+    username = "user"            # LAC: the credentials its PPP client sends
+    password = "secret"
+
+    [lns]                        # role = "lns" with [ppp]: subscribers
+    pool = ["10.100.0.0/16"]     # IPCP addresses (RFC 1332)
+    local_address = "10.100.0.1" # the LNS's own address on every link
+    dns = ["192.0.2.53"]         # RFC 1877
+    users_file = "/etc/l2tpfast/users"
+    duplicate_logins = true
 """
 
 from __future__ import annotations
@@ -47,6 +61,7 @@ from typing import Any
 
 from l2tpfast.control.settings import ByteOrder, EndpointSettings, PeerProfile, TunnelSettings
 from l2tpfast.errors import ConfigError
+from l2tpfast.ppp.constants import AuthMethod
 from l2tpfast.wire.constants import DEFAULT_PORT, AvpType
 
 _TUNNEL_FIELDS = {f.name: f for f in dataclasses.fields(TunnelSettings)}
@@ -57,6 +72,42 @@ class LacConfig:
     lns: str
     lns_port: int = DEFAULT_PORT
     sessions: int = 1
+
+
+AUTH_NAMES = {"pap": AuthMethod.PAP, "chap": AuthMethod.CHAP_MD5, "mschapv2": AuthMethod.MSCHAPV2}
+
+
+@dataclass(frozen=True, slots=True)
+class PppConfig:
+    """``[ppp]``: how each session's PPP link negotiates (RFC 1661, 1332, 5072)."""
+
+    mru: int | None = None
+    echo_interval: float = 10.0
+    echo_failure: int = 3
+    restart_timer: float = 3.0
+    max_configure: int = 10
+    max_failure: int = 5
+    ipv6: bool = False
+    #: LNS: the methods required of subscribers, most preferred first; () asks for none.
+    auth: tuple[AuthMethod, ...] = (AuthMethod.MSCHAPV2, AuthMethod.CHAP_MD5, AuthMethod.PAP)
+    #: LNS: "accept" proxied LCP and authentication from the LAC (RFC 2661 4.4.5) or "renegotiate".
+    proxy: str = "accept"
+    #: LAC: the credentials its PPP client answers with, and whether it asks for DNS servers.
+    username: str = ""
+    password: str = field(default="", repr=False)
+    request_dns: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LnsConfig:
+    """``[lns]``: what subscribers get (addresses from the pool, DNS) and who may log in."""
+
+    pool: tuple[str, ...] = ()
+    local_address: ipaddress.IPv4Address | None = None
+    dns: tuple[ipaddress.IPv4Address, ...] = ()
+    nbns: tuple[ipaddress.IPv4Address, ...] = ()
+    users_file: str | None = None
+    duplicate_logins: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +140,8 @@ class NodeConfig:
     #: "udp" (RFC 2661 8.1) or "ip": L2TP over IP protocol 115, l2tpfast at both ends.
     transport: str = "udp"
     dataplane: DataplaneConfig | None = None
+    ppp: PppConfig | None = None
+    lns: LnsConfig | None = None
 
 
 def _expect(key: str, value: Any, kind: type | tuple[type, ...], hint: str = "") -> Any:
@@ -180,7 +233,7 @@ def _profile(index: int, table: dict[str, Any]) -> PeerProfile:
 
 def parse_config(data: dict[str, Any]) -> NodeConfig:
     """Check a parsed TOML document and build the node's settings."""
-    _unknown("", data, {"node", "tunnel", "limits", "profile", "lac", "dataplane"})
+    _unknown("", data, {"node", "tunnel", "limits", "profile", "lac", "dataplane", "ppp", "lns"})
     node = _expect("node", data.get("node", {}), dict)
     _unknown("node", node, {"role", "listen", "port", "control_socket", "log_level", "transport"})
     transport = _expect("node.transport", node.get("transport", "udp"), str)
@@ -242,7 +295,117 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
     dataplane = _dataplane(data["dataplane"]) if "dataplane" in data else None
     if transport == "ip" and dataplane is not None and dataplane.threads != 1:
         raise ConfigError("dataplane.threads", "L2TP over IP runs one thread", "set threads = 1")
-    return NodeConfig(role, listen, port, control_socket, log_level, endpoint, lac, transport, dataplane)
+    ppp = _ppp(data["ppp"], role) if "ppp" in data else None
+    lns_config = None
+    if "lns" in data:
+        if role != "lns":
+            raise ConfigError("lns", 'is only for role = "lns"', "remove it or set node.role")
+        lns_config = _lns(data["lns"])
+    if ppp is not None:
+        if dataplane is None or not dataplane.tun:
+            raise ConfigError(
+                "ppp",
+                "PPP termination needs the data plane and a TUN device",
+                'add [dataplane] with tun = "l2tp%d"',
+            )
+        if role == "lns" and (lns_config is None or not lns_config.pool):
+            raise ConfigError(
+                "lns.pool", "an LNS terminating PPP needs addresses", 'add [lns] pool = ["10.100.0.0/16"]'
+            )
+        if role == "lns" and ppp.auth and (lns_config is None or lns_config.users_file is None):
+            raise ConfigError(
+                "lns.users_file",
+                "authentication is required but there is no users file",
+                'set users_file = "/etc/l2tpfast/users", or [ppp] auth = [] to let everyone in',
+            )
+    elif lns_config is not None:
+        raise ConfigError("lns", "subscriber settings without PPP", "add a [ppp] section")
+    return NodeConfig(
+        role, listen, port, control_socket, log_level, endpoint, lac, transport, dataplane, ppp, lns_config
+    )
+
+
+def _address_list(key: str, value: Any) -> tuple[ipaddress.IPv4Address, ...]:
+    out = []
+    for v in _expect(key, value, list, 'a list such as ["192.0.2.53"]'):
+        try:
+            out.append(ipaddress.IPv4Address(_expect(key, v, str)))
+        except ValueError:
+            raise ConfigError(key, f"{v!r} is not an IPv4 address", 'e.g. "192.0.2.53"') from None
+    return tuple(out)
+
+
+def _ppp(table: Any, role: str) -> PppConfig:
+    _expect("ppp", table, dict)
+    _unknown("ppp", table, {f.name for f in dataclasses.fields(PppConfig)})
+    values: dict[str, Any] = {}
+    if "mru" in table:
+        values["mru"] = _expect("ppp.mru", table["mru"], int, "octets, 576..65535 (RFC 1661 6.1)")
+        if not 576 <= values["mru"] <= 65535:
+            raise ConfigError("ppp.mru", f"{values['mru']} is out of range", "576..65535")
+    for name, kind, lo, hi, hint in (
+        ("echo_interval", float, 0, 3600, "seconds between LCP Echo-Requests, 0 turns keepalive off"),
+        ("echo_failure", int, 1, 100, "unanswered Echo-Requests before the session ends, 1..100"),
+        ("restart_timer", float, 0.1, 60, "seconds, RFC 1661 4.6 (default 3)"),
+        ("max_configure", int, 1, 100, "Configure-Requests before giving up, 1..100"),
+        ("max_failure", int, 1, 100, "Configure-Naks before rejecting, 1..100"),
+    ):
+        if name in table:
+            v = _expect(f"ppp.{name}", table[name], (int, float) if kind is float else int, hint)
+            if not lo <= v <= hi:
+                raise ConfigError(f"ppp.{name}", f"{v} is out of range", hint)
+            values[name] = kind(v)
+    for name in ("ipv6", "request_dns"):
+        if name in table:
+            values[name] = _expect(f"ppp.{name}", table[name], bool, "true or false")
+    if "auth" in table:
+        names = [_expect("ppp.auth", v, str) for v in _expect("ppp.auth", table["auth"], list)]
+        bad = [n for n in names if n not in AUTH_NAMES]
+        if bad:
+            raise ConfigError(
+                "ppp.auth", f"{bad[0]!r} is not a method", 'a list of "mschapv2", "chap", "pap"'
+            )
+        values["auth"] = tuple(AUTH_NAMES[n] for n in names)
+    if "proxy" in table:
+        values["proxy"] = _expect("ppp.proxy", table["proxy"], str)
+        if values["proxy"] not in ("accept", "renegotiate"):
+            raise ConfigError("ppp.proxy", f"{values['proxy']!r}", '"accept" or "renegotiate"')
+    for name in ("username", "password"):
+        if name in table:
+            if role != "lac":
+                raise ConfigError(
+                    f"ppp.{name}", "is for a LAC's PPP client", 'remove it, or set node.role = "lac"'
+                )
+            values[name] = _expect(f"ppp.{name}", table[name], str)
+    return PppConfig(**values)
+
+
+def _lns(table: Any) -> LnsConfig:
+    _expect("lns", table, dict)
+    _unknown("lns", table, {f.name for f in dataclasses.fields(LnsConfig)})
+    values: dict[str, Any] = {}
+    if "pool" in table:
+        from l2tpfast.aaa.pool import AddressPool
+
+        pool = tuple(_expect("lns.pool", v, str) for v in _expect("lns.pool", table["pool"], list))
+        AddressPool(pool, key="lns.pool")  # checks every range
+        values["pool"] = pool
+    if "local_address" in table:
+        values["local_address"] = _address_list("lns.local_address", [table["local_address"]])[0]
+    for name in ("dns", "nbns"):
+        if name in table:
+            values[name] = _address_list(f"lns.{name}", table[name])
+            if len(values[name]) > 2:
+                raise ConfigError(
+                    f"lns.{name}", "more than two servers", "IPCP carries a primary and a secondary"
+                )
+    if "users_file" in table:
+        values["users_file"] = _expect("lns.users_file", table["users_file"], str)
+    if "duplicate_logins" in table:
+        values["duplicate_logins"] = _expect(
+            "lns.duplicate_logins", table["duplicate_logins"], bool, "true or false"
+        )
+    return LnsConfig(**values)
 
 
 def _dataplane(table: Any) -> DataplaneConfig | None:

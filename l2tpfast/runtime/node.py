@@ -39,6 +39,10 @@ from l2tpfast.wire.constants import CDNResult, SessionTarget, StopCCNResult
 
 log = logging.getLogger("l2tpfast")
 
+#: The longest management reply a client reads: `status` lists every session (100,000 at about
+#: 600 octets each in JSON stays well inside).
+MGMT_LIMIT = 256 * 1024 * 1024
+
 
 def describe(event: Event) -> str:
     """One log line per event, with the IDs and the peer (STYLE.md: every line names them)."""
@@ -96,6 +100,8 @@ class ControlNode:
         self.dataplane: Any = None  # runtime.dataplane.DataPlane when [dataplane] is configured
         self.tun: Any = None
         self.ppp_frames = 0
+        self.subscribers: Any = None  # runtime.subscribers.Subscribers when [ppp] is configured
+        self._ppp_starts: list[tuple[SessionEstablished, int, str | None]] = []
         self._rx_seen: dict[int, int] = {}
         self._activity_task: asyncio.Task[None] | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=1000)
@@ -156,7 +162,12 @@ class ControlNode:
             dp_config.max_sessions,
             reorder_window=dp_config.reorder_window,
             reorder_timeout=dp_config.reorder_timeout,
+            # Our PPP client shares one TUN device among its sessions: a packet belongs to the
+            # session whose address is its source. An LNS finds the session by destination.
+            route_by="source" if self.config.ppp is not None and self.config.role == "lac" else "destination",
         )
+        if self.config.ppp is not None:
+            self._start_subscribers(path)
         self.dataplane = DataPlane(
             path, transports, tun=self.tun, batch=dp_config.batch, on_items=self._on_items
         )
@@ -164,16 +175,56 @@ class ControlNode:
         self._activity_task = self._loop.create_task(self._activity())
         log.info("data plane: %d thread(s), batch %d", dp_config.threads, dp_config.batch)
 
+    def _start_subscribers(self, path: Any) -> None:
+        from l2tpfast.runtime.subscribers import Subscribers
+
+        ppp, lns = self.config.ppp, self.config.lns
+        assert ppp is not None and self.transport is not None
+        backend = None
+        if self.config.role == "lns" and ppp.auth and lns is not None and lns.users_file:
+            from l2tpfast.aaa.users import UsersFile
+
+            backend = UsersFile.load(lns.users_file)
+        transport = self.transport
+
+        def close_session(tid: int, sid: int, result: int, message: str) -> None:
+            if tid in self.endpoint.tunnels and sid in self.endpoint.tunnels[tid].sessions:
+                self.endpoint.close_session(tid, sid, self.now, result_code=result, message=message)
+                self._flush_soon()
+
+        self.subscribers = Subscribers(
+            server=self.config.role == "lns",
+            ppp=ppp,
+            lns=lns,
+            path=path,
+            tun=self.tun,
+            send=lambda data, peer, local: transport.send(data, peer, local),
+            close_session=close_session,
+            now=lambda: self.now,
+            backend=backend,
+        )
+        self.subscribers.start()
+
+    def _flush_soon(self) -> None:
+        """A PPP link asked for a CDN from inside the control flush: run the core's outputs after it."""
+        assert self._loop is not None
+        self._loop.call_soon(self._flush)
+
     def _on_items(self, items: list[tuple[Any, ...]]) -> None:
         """What the forwarding loops handed up from one batch (in the asyncio thread)."""
         now = self.now
+        frames: list[tuple[int, int, bytes]] = []
         for item in items:
             if item[0] == "control":
                 _, data, peer, local = item
                 self.endpoint.receive_datagram(data, peer, now, local)
+            elif self.subscribers is not None:
+                frames.append((item[1], item[2], item[3]))
             else:
-                self.ppp_frames += 1  # no PPP engine yet: counted, then dropped
+                self.ppp_frames += 1  # no PPP configured: counted, then dropped
         self._flush()
+        if frames:
+            self.subscribers.frames(frames)
 
     async def _activity(self) -> None:
         """Data received is proof of life for its tunnel (RFC 2661 5.5): tell the core once a second."""
@@ -209,7 +260,7 @@ class ControlNode:
                 value |= SessionFlag.SEQ_TX
         else:
             value |= SessionFlag.SEQ_TX_FOLLOW | (SessionFlag.SEQ_TX if event.sequencing_required else 0)
-        self.dataplane.path.add_session(
+        slot = self.dataplane.path.add_session(
             event.local_tunnel_id,
             event.local_session_id,
             event.peer_tunnel_id,
@@ -219,6 +270,9 @@ class ControlNode:
             flags=value,
             local=address_row(local, 0) if local else None,
         )
+        if self.subscribers is not None:
+            # PPP starts once the ICCN is on the wire (see _flush), or our LCP could overtake it.
+            self._ppp_starts.append((event, slot, local))
 
     def install_signal_handlers(self) -> None:
         assert self._loop is not None
@@ -254,6 +308,8 @@ class ControlNode:
         if self._activity_task is not None:
             self._activity_task.cancel()
             self._activity_task = None
+        if self.subscribers is not None:
+            self.subscribers.stop()
         if self.dataplane is not None:
             self.dataplane.stop()
             for t in self.dataplane.transports[1:]:
@@ -295,19 +351,42 @@ class ControlNode:
         self._flush()
 
     def _flush(self) -> None:
-        if self.transport is not None:
-            for tx in self.endpoint.datagrams_to_send():
-                self.transport.send(tx.data, tx.addr, tx.local)
+        # Events first: a session enters the fast path before the ICCN that establishes it
+        # leaves, or the peer's first PPP frame (l2tpns sends LCP within 50 us of ICCN) finds
+        # no session. Handling events may queue more datagrams (a CDN), so loop until quiet.
+        while True:
+            handled = self._handle_events()
+            sent = 0
+            if self.transport is not None:
+                for tx in self.endpoint.datagrams_to_send():
+                    self.transport.send(tx.data, tx.addr, tx.local)
+                    sent += 1
+            starts, self._ppp_starts = self._ppp_starts, []
+            for event, slot, local in starts:
+                if self.dataplane.path.lookup(event.local_tunnel_id, event.local_session_id) == slot:
+                    self.subscribers.session_established(event, slot, local)
+            if not handled and not sent and not starts:
+                break
+        self._arm_timer()
+
+    def _handle_events(self) -> int:
+        handled = 0
         while (event := self.endpoint.next_event()) is not None:
+            handled += 1
             log.info("%s", describe(event))
             if self.dataplane is not None:
                 if isinstance(event, SessionEstablished):
                     self._install_session(event)
                 elif isinstance(event, SessionClosed):
+                    if self.subscribers is not None:
+                        self.subscribers.session_closed(event)
                     self.dataplane.path.remove_session(event.local_tunnel_id, event.local_session_id)
             self.events.append(_jsonable(event))
             if self.on_event is not None:
                 self.on_event(event)
+        return handled
+
+    def _arm_timer(self) -> None:
         when = self.endpoint.get_timer()
         if when != self._timer_at:
             if self._timer is not None:
@@ -356,6 +435,10 @@ class ControlNode:
                 if slot >= 0:
                     row = path.counters[slot]
                     session["counters"] = {name: int(row[name]) for name in row.dtype.names}
+                    if self.subscribers is not None:
+                        session["ppp"] = self.subscribers.session_status(
+                            (tunnel["local_tunnel_id"], session["local_session_id"])
+                        )
                     for name, value in session["counters"].items():
                         total[name] = total.get(name, 0) + value
             if total:
@@ -366,6 +449,7 @@ class ControlNode:
             "loops": self.dataplane.stats(),
             "drops": drops,
             "ppp_frames_unhandled": self.ppp_frames,
+            "ppp": self.subscribers.status() if self.subscribers is not None else None,
             "tun": self.tun.name if self.tun is not None else None,
         }
 
@@ -387,6 +471,13 @@ class ControlNode:
         elif cmd == "open-session":
             target: Any = int(request["tunnel_id"]) if "tunnel_id" in request else _peer(request)
             tid, sid = ep.open_session(target, now)
+            if "username" in request:
+                if self.subscribers is None or self.subscribers.server:
+                    raise KeyError("credentials are for a LAC with a [ppp] section")
+                self.subscribers.credentials[(tid, sid)] = (
+                    str(request["username"]),
+                    str(request.get("password", "")),
+                )
             result = {"tunnel_id": tid, "session_id": sid}
         elif cmd == "close-session":
             ep.close_session(
@@ -418,7 +509,7 @@ def _peer(request: dict[str, Any]) -> tuple[str, int]:
 
 async def request(path: str, payload: dict[str, Any], timeout: float = 10.0) -> Any:
     """Send one management command to a running node and return its result."""
-    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path, limit=MGMT_LIMIT), timeout)
     try:
         writer.write(json.dumps(payload).encode() + b"\n")
         await writer.drain()

@@ -98,3 +98,88 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
     bad.write_text("[node\nrole = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+# --- [ppp] and [lns]: PPP termination (issue 5) ----------------------------------------------
+
+PPP_LNS: dict[str, object] = {
+    "node": {"role": "lns"},
+    "dataplane": {"tun": "l2tp%d"},
+    "ppp": {"auth": ["mschapv2", "chap"], "echo_interval": 5, "echo_failure": 4, "ipv6": True},
+    "lns": {
+        "pool": ["10.100.0.0/16", "10.101.0.10-10.101.0.20"],
+        "local_address": "10.100.0.1",
+        "dns": ["192.0.2.53"],
+        "users_file": "/etc/l2tpfast/users",
+        "duplicate_logins": False,
+    },
+}
+
+
+def _with(doc: dict[str, object], section: str, **values: object) -> dict[str, object]:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in doc.items()}
+    table = dict(out.get(section, {}))  # type: ignore[call-overload]
+    for key, value in values.items():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
+    out[section] = table
+    return out
+
+
+def test_ppp_lns_config_loads() -> None:
+    from ipaddress import IPv4Address
+
+    from l2tpfast.ppp.constants import AuthMethod
+
+    config = parse_config(PPP_LNS)
+    assert config.ppp is not None and config.lns is not None
+    assert config.ppp.auth == (AuthMethod.MSCHAPV2, AuthMethod.CHAP_MD5)
+    assert config.ppp.echo_interval == 5.0 and config.ppp.ipv6
+    assert config.lns.local_address == IPv4Address("10.100.0.1")
+    assert config.lns.dns == (IPv4Address("192.0.2.53"),)
+    assert not config.lns.duplicate_logins
+
+
+def test_ppp_lac_config_has_credentials_and_hides_the_password() -> None:
+    doc = {
+        "node": {"role": "lac"},
+        "lac": {"lns": "192.0.2.2", "sessions": 3},
+        "dataplane": {"tun": "l2tp%d"},
+        "ppp": {"username": "u", "password": "p4ss"},
+    }
+    config = parse_config(doc)
+    assert config.ppp is not None and config.ppp.username == "u" and config.ppp.password == "p4ss"
+    assert "p4ss" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("doc", "key", "words"),
+    [
+        (_with(PPP_LNS, "ppp", auth=["md5"]), "ppp.auth", "mschapv2"),
+        (_with(PPP_LNS, "ppp", echo_interval=-1), "ppp.echo_interval", "out of range"),
+        (_with(PPP_LNS, "ppp", mru=100), "ppp.mru", "576"),
+        (_with(PPP_LNS, "ppp", proxy="maybe"), "ppp.proxy", "renegotiate"),
+        (_with(PPP_LNS, "ppp", username="x"), "ppp.username", "LAC"),
+        (_with(PPP_LNS, "ppp", colour="red"), "ppp.colour", "known keys"),
+        (_with(PPP_LNS, "lns", pool=["10.0.0.0/33"]), "lns.pool", "prefix or range"),
+        (_with(PPP_LNS, "lns", pool=None), "lns.pool", "needs addresses"),
+        (_with(PPP_LNS, "lns", dns=["a.b.c.d"]), "lns.dns", "IPv4"),
+        (_with(PPP_LNS, "lns", dns=["192.0.2.1", "192.0.2.2", "192.0.2.3"]), "lns.dns", "two"),
+        (_with(PPP_LNS, "lns", users_file=None), "lns.users_file", "auth = []"),
+        (_with(PPP_LNS, "dataplane", tun=""), "ppp", "TUN"),
+        ({k: v for k, v in PPP_LNS.items() if k != "ppp"}, "lns", "[ppp]"),
+    ],
+)
+def test_ppp_config_errors_name_the_key(doc: dict[str, object], key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(doc)
+    assert err.value.key == key, str(err.value)
+    assert words in str(err.value), str(err.value)
+
+
+def test_no_auth_needs_no_users_file() -> None:
+    doc = _with(_with(PPP_LNS, "ppp", auth=[]), "lns", users_file=None)
+    config = parse_config(doc)
+    assert config.ppp is not None and config.ppp.auth == ()

@@ -1,0 +1,469 @@
+"""PPP on top of established sessions: the shell around :class:`~l2tpfast.ppp.link.PppLink`.
+
+The control node creates one link per session when it is established and gives it the PPP
+frames the fast path hands up (LCP, authentication, NCPs: never IP, which the fast path moves
+between the session and the TUN device itself). This module carries frames and time to the
+links, asks the authentication backend, hands out pool addresses, and tells the fast path and
+the kernel where each address lives:
+
+- LNS (server links): the whole pool is routed into the TUN device once, at start; each
+  session's address goes into the fast path's route table (destination -> session) when IPCP
+  opens, with a source check so a subscriber cannot send with another's address. An address
+  from outside the pool (a users-file entry) gets a /32 kernel route of its own.
+- LAC (client links, our PPP client and load generator): one shared TUN device; the address
+  IPCP gave each session is added to the device and routed by SOURCE address in the fast path.
+
+A link that dies (Terminate, keepalive lost, authentication failed) ends its session with a
+CDN (RFC 2661 5.7 CDN is the way to end a call); a session that ends takes its link down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import heapq
+import ipaddress
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any
+
+import numpy as np
+
+from l2tpfast.aaa.pool import AddressPool
+from l2tpfast.config import LnsConfig, PppConfig
+from l2tpfast.control.events import SessionClosed, SessionEstablished
+from l2tpfast.ppp.auth import AuthBackend, AuthDecision, AuthSettings
+from l2tpfast.ppp.constants import Protocol
+from l2tpfast.ppp.events import (
+    Authenticated,
+    AuthenticationFailed,
+    AuthenticationRequested,
+    LinkClosed,
+    NetworkDown,
+    NetworkUp,
+    PppEvent,
+)
+from l2tpfast.ppp.fsm import FsmSettings
+from l2tpfast.ppp.lcp import LcpSettings
+from l2tpfast.ppp.link import LinkSettings, PppLink
+from l2tpfast.wire.constants import CDNResult, SessionFlag
+
+log = logging.getLogger("l2tpfast.ppp")
+
+SessionKey = tuple[int, int]  # (local_tunnel_id, local_session_id)
+
+
+class AllowAll:
+    """The backend when ``[ppp] auth = []``: nobody is asked for credentials."""
+
+    def authenticate(self, request: Any) -> AuthDecision:
+        return AuthDecision(True, "no authentication")
+
+
+class IpCommands:
+    """Address and route changes batched into one ``ip -batch`` run, off the event loop."""
+
+    def __init__(self) -> None:
+        self._queue: list[str] = []
+        self._running: asyncio.Task[None] | None = None
+        self.errors = 0
+
+    def add(self, command: str) -> None:
+        self._queue.append(command)
+        if self._running is None or self._running.done():
+            self._running = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            # -force: one failing line (an address already gone) does not stop the others.
+            pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
+            proc = await asyncio.create_subprocess_exec(
+                "ip", "-force", "-batch", "-", stdin=pipe, stdout=devnull, stderr=pipe
+            )
+            _, err = await proc.communicate("\n".join(batch).encode() + b"\n")
+            if proc.returncode:
+                self.errors += 1
+                log.warning("ip -batch: %s", err.decode(errors="replace").strip()[:500])
+
+    async def wait(self, timeout: float = 10.0) -> None:
+        """Until every queued change is applied (tests, shutdown)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (self._queue or (self._running is not None and not self._running.done())) and (
+            asyncio.get_running_loop().time() < deadline
+        ):
+            await asyncio.sleep(0.02)
+
+
+@dataclass
+class Subscriber:
+    """One session's PPP link and what was set up for it."""
+
+    key: SessionKey
+    slot: int
+    peer: tuple[str, int]
+    local: str | None
+    link: PppLink
+    address: IPv4Address | None = None  # server: the peer's; client: ours
+    routed: bool = False
+    kernel_route: bool = False
+    peer_route: IPv4Address | None = None
+    username: str | None = None
+
+
+def link_settings(ppp: PppConfig, lns: LnsConfig | None, *, server: bool) -> LinkSettings:
+    fsm = FsmSettings(
+        restart_timer=ppp.restart_timer, max_configure=ppp.max_configure, max_failure=ppp.max_failure
+    )
+    lcp = LcpSettings(
+        mru=ppp.mru,
+        auth_methods=ppp.auth if server else (),
+        echo_interval=ppp.echo_interval,
+        echo_failure=ppp.echo_failure,
+        fsm=fsm,
+    )
+    return LinkSettings(
+        lcp=lcp,
+        auth=AuthSettings(timeout=ppp.restart_timer),
+        ncp_fsm=fsm,
+        ipv6cp=ppp.ipv6,
+        local_address=lns.local_address if lns is not None else None,
+        dns=lns.dns if lns is not None else (),
+        nbns=lns.nbns if lns is not None else (),
+        request_dns=ppp.request_dns,
+        username=ppp.username,
+        password=ppp.password,
+        proxy=ppp.proxy,
+    )
+
+
+class Subscribers:
+    """The PPP links of one node, keyed by session."""
+
+    def __init__(
+        self,
+        *,
+        server: bool,
+        ppp: PppConfig,
+        lns: LnsConfig | None,
+        path: Any,
+        tun: Any,
+        send: Callable[[bytes, tuple[str, int], str | None], object],
+        close_session: Callable[[int, int, int, str], None],
+        now: Callable[[], float],
+        backend: AuthBackend | None = None,
+    ) -> None:
+        self.server = server
+        self.ppp = ppp
+        self.lns = lns
+        self.path = path
+        self.tun = tun
+        self._send = send
+        self._close_session = close_session
+        self._now = now
+        self.settings = link_settings(ppp, lns, server=server)
+        self.backend: AuthBackend = backend if backend is not None else AllowAll()
+        self.pool: AddressPool | None = None
+        if server and lns is not None and lns.pool:
+            exclude = [lns.local_address] if lns.local_address is not None else []
+            self.pool = AddressPool(lns.pool, exclude=exclude, key="lns.pool")
+        self.ip = IpCommands()
+        self.by_key: dict[SessionKey, Subscriber] = {}
+        self.by_slot: dict[int, Subscriber] = {}
+        self.by_user: dict[str, set[SessionKey]] = {}
+        #: LAC: per-call credentials given with ``ctl open-session --username``, until the call is up.
+        self.credentials: dict[SessionKey, tuple[str, str]] = {}
+        self._peer_routes: dict[IPv4Address, int] = {}
+        self.counters = {
+            "links_started": 0,
+            "links_up": 0,
+            "auth_accepted": 0,
+            "auth_rejected": 0,
+            "keepalive_failures": 0,
+            "pool_exhausted": 0,
+            "duplicate_logins_refused": 0,
+            "frames_in": 0,
+            "frames_out": 0,
+            "frames_unknown_session": 0,
+        }
+        self._headers = np.zeros((1, 64), dtype=np.uint8)
+        self._header_lengths = np.zeros(1, dtype=np.uint8)
+        self._timers: list[tuple[float, int, SessionKey]] = []
+        self._timer_handle: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._seq = 0
+
+    # --- start and stop ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """LNS: route the whole pool into the TUN device once (the fast path finds the session)."""
+        if self.pool is not None and self.tun is not None:
+            for first, last in self.pool.ranges:
+                for net in ipaddress.summarize_address_range(IPv4Address(first), IPv4Address(last)):
+                    self.ip.add(f"route replace {net} dev {self.tun.name}")
+
+    def stop(self) -> None:
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+            self._timer_handle = None
+
+    # --- from the control node ---------------------------------------------------------------
+
+    def session_established(self, event: SessionEstablished, slot: int, local: str | None) -> None:
+        key = (event.local_tunnel_id, event.local_session_id)
+        settings = self.settings
+        if key in self.credentials:
+            username, password = self.credentials.pop(key)
+            settings = dataclasses.replace(settings, username=username, password=password)
+        link = PppLink(settings, server=self.server)
+        sub = Subscriber(key, slot, event.peer, local, link)
+        self.by_key[key] = sub
+        self.by_slot[slot] = sub
+        self.counters["links_started"] += 1
+        link.start(self._now(), proxy=event.proxy if self.server else None)
+        self._pump(sub)
+
+    def session_closed(self, event: SessionClosed) -> None:
+        self.credentials.pop((event.local_tunnel_id, event.local_session_id), None)
+        sub = self.by_key.pop((event.local_tunnel_id, event.local_session_id), None)
+        if sub is None:
+            return
+        self.by_slot.pop(sub.slot, None)
+        sub.link.lower_down(self._now())
+        self._release(sub)
+
+    def frames(self, items: list[tuple[int, int, bytes]]) -> None:
+        """(slot, protocol, information) handed up by the fast path, one batch."""
+        now = self._now()
+        touched: dict[int, Subscriber] = {}
+        for slot, protocol, information in items:
+            sub = self.by_slot.get(slot)
+            if sub is None:
+                self.counters["frames_unknown_session"] += 1
+                continue
+            self.counters["frames_in"] += 1
+            sub.link.receive(protocol, information, now)
+            touched[slot] = sub
+        for sub in touched.values():
+            self._pump(sub)
+
+    def close_all(self, reason: str = "Administrative shutdown") -> None:
+        """LCP Terminate-Request on every link (the CDNs follow from the node)."""
+        now = self._now()
+        for sub in list(self.by_key.values()):
+            sub.link.close(now, reason)
+            self._pump(sub)
+
+    def status(self) -> dict[str, Any]:
+        """Counters and links by phase, for ``l2tpfast status``."""
+        links: dict[str, int] = {}
+        for sub in self.by_key.values():
+            links[sub.link.phase.value] = links.get(sub.link.phase.value, 0) + 1
+        out: dict[str, Any] = {"links": links, **self.counters, "ip_batch_errors": self.ip.errors}
+        if self.pool is not None:
+            out["pool"] = {"size": self.pool.size, "in_use": self.pool.in_use}
+        return out
+
+    def session_status(self, key: SessionKey) -> dict[str, Any] | None:
+        sub = self.by_key.get(key)
+        if sub is None:
+            return None
+        return {**sub.link.status(), "address": str(sub.address) if sub.address else None}
+
+    # --- the links' outputs ------------------------------------------------------------------
+
+    def _pump(self, sub: Subscriber) -> None:
+        link = sub.link
+        while True:
+            frames = link.frames_to_send()
+            for protocol, information in frames:
+                self._send_frame(sub, protocol, information)
+            event = link.next_event()
+            if event is None and not frames:
+                break
+            if event is not None:
+                self._on_event(sub, event)
+        when = link.get_timer()
+        if when is not None:
+            self._seq += 1
+            heapq.heappush(self._timers, (when, self._seq, sub.key))
+            self._arm()
+
+    def _send_frame(self, sub: Subscriber, protocol: int, information: bytes) -> None:
+        """PPP framing and the L2TP data header from the fast path's session (its Ns when sequenced)."""
+        slots = np.array([sub.slot], dtype=np.uint32)
+        protocols = np.array([protocol], dtype=np.uint32)
+        lengths = np.array([len(information)], dtype=np.uint32)
+        if not self.path.encapsulate(slots, protocols, lengths, self._headers, self._header_lengths):
+            return
+        header = bytes(self._headers[0, : self._header_lengths[0]])
+        self._send(header + information, sub.peer, sub.local)
+        self.counters["frames_out"] += 1
+
+    def _on_event(self, sub: Subscriber, event: PppEvent) -> None:
+        tid, sid = sub.key
+        if isinstance(event, AuthenticationRequested):
+            self._authenticate(sub, event)
+        elif isinstance(event, Authenticated):
+            sub.username = event.username or sub.username
+            log.info(
+                "session %d:%d PPP authenticated %s user=%r",
+                tid,
+                sid,
+                "to peer" if event.local else "peer",
+                event.username,
+            )
+        elif isinstance(event, AuthenticationFailed):
+            if not event.local:
+                self.counters["auth_rejected"] += 1
+            log.warning(
+                "session %d:%d PPP authentication failed user=%r (%s)",
+                tid,
+                sid,
+                event.username,
+                event.message,
+            )
+        elif isinstance(event, NetworkUp):
+            self._network_up(sub, event)
+        elif isinstance(event, NetworkDown):
+            log.info("session %d:%d PPP %s down", tid, sid, Protocol(event.protocol).name)
+        elif isinstance(event, LinkClosed):
+            if event.reason.startswith("keepalive"):
+                self.counters["keepalive_failures"] += 1
+            log.info("session %d:%d PPP link closed (%s)", tid, sid, event.reason)
+            if sub.key in self.by_key:
+                result = CDNResult.LOSS_OF_CARRIER if event.reason.startswith(("keepalive", "looped")) else (
+                    CDNResult.ADMINISTRATIVE if event.by_peer else CDNResult.GENERAL_ERROR
+                )  # fmt: skip
+                self._close_session(tid, sid, result, f"PPP: {event.reason}")
+
+    def _authenticate(self, sub: Subscriber, event: AuthenticationRequested) -> None:
+        request = event.request
+        decision = self.backend.authenticate(request) if request is not None else AuthDecision(True)
+        username = request.username if request is not None else None
+        duplicate = username is not None and bool(self.by_user.get(username))
+        if decision.accepted and duplicate and self.lns is not None and not self.lns.duplicate_logins:
+            self.counters["duplicate_logins_refused"] += 1
+            decision = AuthDecision(False, "duplicate login")
+        address: IPv4Address | None = None
+        if decision.accepted and self.pool is not None:
+            wanted = decision.framed_address
+            if wanted is not None and self.pool.reserve(wanted, sub.key):
+                address = wanted
+            elif wanted is not None and not self.pool.contains(wanted) and self.pool.owner_of(wanted) is None:
+                address = wanted  # outside the pool: its own kernel route when IPCP opens
+            else:
+                address = self.pool.allocate(sub.key)
+            if address is None:
+                self.counters["pool_exhausted"] += 1
+                decision = AuthDecision(False, "no address available")
+        if decision.accepted:
+            self.counters["auth_accepted"] += 1
+            sub.address = address
+            if username is not None:
+                sub.username = username
+                self.by_user.setdefault(username, set()).add(sub.key)
+        sub.link.complete_authentication(decision, self._now(), peer_address=address)
+
+    def _network_up(self, sub: Subscriber, event: NetworkUp) -> None:
+        tid, sid = sub.key
+        link = sub.link
+        flags = self.path.get_flags(sub.slot) & ~(SessionFlag.ACFC | SessionFlag.PFC)
+        peer = link.lcp.peer_options
+        # RFC 1661 6.5, 6.6: the peer asked to receive compressed headers; we may send them.
+        if peer.acfc:
+            flags |= SessionFlag.ACFC
+        if peer.pfc:
+            flags |= SessionFlag.PFC
+        self.path.set_flags(sub.slot, flags)
+        if event.protocol != Protocol.IPCP:
+            log.info("session %d:%d PPP IPv6CP up", tid, sid)
+            return
+        self.counters["links_up"] += 1
+        if self.server:
+            address = event.peer_address
+            if address is None:
+                return
+            sub.address = address
+            self.path.route_add(address.packed, sub.slot)
+            if hasattr(self.path, "set_source"):
+                self.path.set_source(sub.slot, address.packed)
+            if self.pool is None or not self.pool.contains(address):
+                self.ip.add(f"route replace {address}/32 dev {self.tun.name}")
+                sub.kernel_route = True
+        else:
+            address = event.local_address
+            if address is None:
+                return
+            sub.address = address
+            self.path.route_add(address.packed, sub.slot)
+            self.ip.add(f"address replace {address}/32 dev {self.tun.name}")
+            sub.kernel_route = True
+            # The far end's address goes into the shared TUN device (any session can reach it:
+            # the fast path picks the session by source); one route however many sessions use it.
+            if event.peer_address is not None:
+                sub.peer_route = event.peer_address
+                count = self._peer_routes.get(event.peer_address, 0)
+                if count == 0:
+                    self.ip.add(f"route replace {event.peer_address}/32 dev {self.tun.name}")
+                self._peer_routes[event.peer_address] = count + 1
+        sub.routed = True
+        log.info(
+            "session %d:%d PPP up user=%r address=%s peer=%s dns=%s",
+            tid, sid, sub.username, event.local_address if not self.server else address,
+            event.peer_address, ",".join(map(str, event.dns)) or "-",
+        )  # fmt: skip
+
+    def _release(self, sub: Subscriber) -> None:
+        if sub.routed and sub.address is not None:
+            self.path.route_del(sub.address.packed)
+        if sub.kernel_route and sub.address is not None and self.tun is not None:
+            verb = f"route del {sub.address}/32 dev" if self.server else f"address del {sub.address}/32 dev"
+            self.ip.add(f"{verb} {self.tun.name}")
+        if sub.peer_route is not None and self.tun is not None:
+            count = self._peer_routes.get(sub.peer_route, 1) - 1
+            if count <= 0:
+                self._peer_routes.pop(sub.peer_route, None)
+                self.ip.add(f"route del {sub.peer_route}/32 dev {self.tun.name}")
+            else:
+                self._peer_routes[sub.peer_route] = count
+        if self.server and sub.address is not None and self.pool is not None:
+            self.pool.release(sub.address)
+        if sub.username is not None:
+            keys = self.by_user.get(sub.username)
+            if keys is not None:
+                keys.discard(sub.key)
+                if not keys:
+                    del self.by_user[sub.username]
+
+    # --- one timer for all links -------------------------------------------------------------
+
+    def _arm(self) -> None:
+        if not self._timers:
+            return
+        when = self._timers[0][0]
+        if self._timer_at is not None and self._timer_at <= when:
+            return
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+        self._timer_at = when
+        self._timer_handle = asyncio.get_running_loop().call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer_handle = None
+        self._timer_at = None
+        now = self._now()
+        due: dict[SessionKey, Subscriber] = {}
+        while self._timers and self._timers[0][0] <= now:
+            _, _, key = heapq.heappop(self._timers)
+            sub = self.by_key.get(key)
+            if sub is not None:
+                due[key] = sub
+        for sub in due.values():
+            when = sub.link.get_timer()
+            if when is not None and when <= now:
+                sub.link.handle_timer(now)
+            self._pump(sub)
+        self._arm()

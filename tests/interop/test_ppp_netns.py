@@ -1,0 +1,258 @@
+"""PPP end to end: our LAC's PPP client against our LNS, 100 sessions, in two namespaces.
+
+Namespace a runs ``l2tpfast run`` as LAC with ``[ppp]`` credentials and ``sessions = 100``; b runs
+the LNS with a users file, an IPv4 pool and one shared TUN device. Every session must bring
+LCP, CHAP and IPCP up and get its own pool address; then, through every session:
+
+- ping from the session's address (LAC side) to the LNS's address, and from the LNS namespace to
+  the session's address (ICMP both ways);
+- a UDP datagram from each session's address to an echo socket behind the LNS's TUN device, and
+  its echo back, so each session carries traffic both ways.
+
+LCP echo keepalive runs every second and both ends must have sent and answered Echo-Requests.
+Two calls with a wrong password are refused (CDN), counted by the LNS, and the other 100
+sessions stay up on the same tunnel. Closing the tunnel tears everything down: no session, no
+address left in the pool, no subscriber address left on the LAC's TUN device. tshark judges the
+capture of the tunnel.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lab
+import pytest
+from daemon import Ours
+from tools import require_tool
+
+pytestmark = pytest.mark.interop
+
+SESSIONS = 100
+LNS_ADDRESS = "10.100.0.1"
+
+ECHO_SERVER = textwrap.dedent(
+    """
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((sys.argv[1], int(sys.argv[2])))
+    s.settimeout(30)
+    print("ready", flush=True)
+    n = 0
+    try:
+        while True:
+            data, peer = s.recvfrom(2048)
+            s.sendto(data, peer)
+            n += 1
+    except socket.timeout:
+        pass
+    """
+)
+
+# One UDP socket per session address: each datagram leaves through its own session (the LAC's
+# fast path routes by source address) and its echo comes back through the same one.
+UDP_CLIENTS = textwrap.dedent(
+    """
+    import select, socket, sys, time
+    dst, port = sys.argv[1], int(sys.argv[2])
+    addresses = sys.argv[3:]
+    socks = {}
+    for a in addresses:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((a, 0))
+        s.setblocking(False)
+        socks[s.fileno()] = (a, s)
+    answered = set()
+    for attempt in range(3):
+        for fd, (a, s) in socks.items():
+            if a not in answered:
+                s.sendto(b"from " + a.encode(), (dst, port))
+        deadline = time.monotonic() + 3
+        while len(answered) < len(addresses) and time.monotonic() < deadline:
+            ready, _, _ = select.select(list(socks), [], [], 0.2)
+            for fd in ready:
+                a, s = socks[fd]
+                data = s.recv(2048)
+                if data == b"from " + a.encode():
+                    answered.add(a)
+        if len(answered) == len(addresses):
+            break
+    print("answered", len(answered), "of", len(addresses), flush=True)
+    print("missing", sorted(set(addresses) - answered), flush=True)
+    """
+)
+
+# ping each address at once (bounded: 2 tries, 2 s each), report the ones that did not answer.
+PINGS = textwrap.dedent(
+    """
+    import subprocess, sys
+    dst_mode = sys.argv[1] == "to"
+    target = sys.argv[2]
+    addresses = sys.argv[3:]
+    def command(a):
+        if dst_mode:
+            return ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "2", a]
+        return ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "2", "-I", a, target]
+    procs = {a: subprocess.Popen(command(a), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for a in addresses}
+    failed = [a for a, p in procs.items() if p.wait(timeout=30) != 0]
+    print("ping failed", len(failed), failed, flush=True)
+    """
+)
+
+
+@pytest.fixture
+def tools(tshark: str) -> str:
+    for name, why in (
+        ("ip", "namespaces"),
+        ("ethtool", "checksum offload off"),
+        ("tcpdump", "captures"),
+        ("ping", "ICMP through the sessions"),
+    ):
+        require_tool(name, why)
+    return tshark
+
+
+@pytest.fixture
+def pair() -> Iterator[lab.NetnsPair]:
+    with lab.NetnsPair() as p:
+        yield p
+
+
+def lns_config(listen: str, users: Path) -> str:
+    return textwrap.dedent(
+        f"""
+        [node]
+        role = "lns"
+        listen = "{listen}"
+        control_socket = "@SOCK@"
+        [tunnel]
+        host_name = "our-lns"
+        secret = "ppp-secret"
+        [dataplane]
+        tun = "l2tp%d"
+        tun_addresses = ["{LNS_ADDRESS}/32"]
+        [ppp]
+        auth = ["chap", "pap"]
+        echo_interval = 1
+        echo_failure = 5
+        [lns]
+        pool = ["10.100.0.0/24"]
+        local_address = "{LNS_ADDRESS}"
+        dns = ["192.0.2.53", "192.0.2.54"]
+        users_file = "{users}"
+        """
+    )
+
+
+def lac_config(listen: str, lns: str) -> str:
+    return textwrap.dedent(
+        f"""
+        [node]
+        role = "lac"
+        listen = "{listen}"
+        control_socket = "@SOCK@"
+        [tunnel]
+        host_name = "our-lac"
+        secret = "ppp-secret"
+        [dataplane]
+        tun = "l2tp%d"
+        [ppp]
+        username = "subscriber"
+        password = "correct horse"
+        echo_interval = 1
+        echo_failure = 5
+        [lac]
+        lns = "{lns}"
+        sessions = {SESSIONS}
+        """
+    )
+
+
+def sessions_of(status: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for t in status["tunnels"] for s in t["sessions"]]
+
+
+def up_addresses(status: dict[str, Any]) -> list[str]:
+    return [
+        s["ppp"]["address"]
+        for s in sessions_of(status)
+        if s.get("ppp") and s["ppp"]["phase"] == "network" and s["ppp"]["ipcp"] == "OPENED"
+    ]
+
+
+def test_100_ppp_sessions_lac_to_lns(tools: str, pair: lab.NetnsPair, tmp_path: Path) -> None:
+    users = tmp_path / "users"
+    users.write_text('# user password\nsubscriber "correct horse"\n')
+    with lab.Capture(pair, pair.b, tmp_path / "capture.pcap", capture_filter="udp port 1701") as capture:
+        lns = Ours(pair, pair.b, tmp_path / "lns", lns_config(pair.b_addr, users))
+        lac = Ours(pair, pair.a, tmp_path / "lac", lac_config(pair.a_addr, pair.b_addr))
+        started = time.monotonic()
+        lac_up = lac.wait("100 PPP sessions up", lambda s: len(up_addresses(s)) == SESSIONS, timeout=60)
+        setup_seconds = time.monotonic() - started
+        lns_up = lns.wait("100 PPP sessions up at the LNS", lambda s: len(up_addresses(s)) == SESSIONS)
+        addresses = sorted(up_addresses(lac_up))
+        assert len(set(addresses)) == SESSIONS, addresses
+        assert sorted(up_addresses(lns_up)) == addresses, "both ends agree on every address"
+        assert all(a.startswith("10.100.0.") and a != LNS_ADDRESS for a in addresses)
+        lac.wait("addresses on the LAC's TUN", lambda s: s["dataplane"]["ppp"]["ip_batch_errors"] == 0)
+        time.sleep(0.5)  # ip -batch applies the addresses asynchronously
+
+        # ICMP both ways through every session.
+        out = pair.run(pair.a, sys.executable, "-c", PINGS, "from", LNS_ADDRESS, *addresses).stdout
+        assert "ping failed 0 " in out, out + lac.log()[-3000:]
+        out = pair.run(pair.b, sys.executable, "-c", PINGS, "to", "-", *addresses).stdout
+        assert "ping failed 0 " in out, out + lns.log()[-3000:]
+
+        # UDP both ways through every session.
+        echo_log = tmp_path / "echo.log"
+        echo = pair.popen(pair.b, [sys.executable, "-c", ECHO_SERVER, LNS_ADDRESS, "7001"], log_path=echo_log)
+        lab.wait_for_line(echo_log, "ready", 10.0, echo)
+        out = pair.run(pair.a, sys.executable, "-c", UDP_CLIENTS, LNS_ADDRESS, "7001", *addresses).stdout
+        assert f"answered {SESSIONS} of {SESSIONS}" in out, out
+        lab.stop_process(echo)
+
+        # Wrong passwords: refused and counted; the other sessions stay up on the same tunnel.
+        tunnel_id = lac_up["tunnels"][0]["local_tunnel_id"]
+        for _ in range(2):
+            lac.ctl(
+                "open-session", "--tunnel", str(tunnel_id), "--username", "subscriber", "--password", "wrong"
+            )
+        lns_after = lns.wait("2 refused", lambda s: s["dataplane"]["ppp"]["auth_rejected"] == 2)
+        lac_after = lac.wait(
+            "refused calls cleared",
+            lambda s: len(sessions_of(s)) == SESSIONS and len(up_addresses(s)) == SESSIONS,
+        )
+        assert len(lac_after["tunnels"]) == 1 and lac_after["tunnels"][0]["local_tunnel_id"] == tunnel_id
+        assert len(up_addresses(lns_after)) == SESSIONS
+
+        # LCP keepalive: both ends send Echo-Requests and get replies (echo_interval = 1 s).
+        for node in (lac, lns):
+            status = node.wait(
+                "LCP echo answered",
+                lambda s: all(x["ppp"]["echo_replies"] >= 2 for x in sessions_of(s) if x.get("ppp")),
+            )
+            assert all(x["ppp"]["echo_sent"] >= 2 for x in sessions_of(status))
+
+        # Clean teardown.
+        lac.ctl("close-tunnel", str(tunnel_id))
+
+        # RFC 2661 5.7: the StopCCN receiver keeps the tunnel a while ("closing") to re-ack.
+        def gone(s: dict[str, Any]) -> bool:
+            return not sessions_of(s) and all(t["state"] == "closing" for t in s["tunnels"])
+
+        lns_end = lns.wait("all gone at the LNS", gone)
+        lac.wait("all gone at the LAC", gone)
+        assert lns_end["dataplane"]["ppp"]["pool"]["in_use"] == 0
+        assert lns_end["dataplane"]["sessions"] == 0
+        time.sleep(0.5)
+        left = pair.run(pair.a, "ip", "-4", "addr", "show").stdout
+        assert "10.100.0." not in left, left
+        capture.stop()
+    verdict = lab.judge(capture.path, tools)
+    assert verdict.problems == [], verdict.table()
+    print(f"100 PPP sessions up in {setup_seconds:.1f} s")
