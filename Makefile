@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv install compile debug test test-debug lint bench wheel wheel-check clean
+.PHONY: help system-deps venv install compile debug test test-debug lint bench demo wheel wheel-check clean
 
 help:
 	@echo "make test        install system packages, venv, package + test extras; run the whole suite"
@@ -12,7 +12,8 @@ help:
 	@echo "make compile     build the Cython modules in place (optimised)"
 	@echo "make debug       build them in place with bounds checks, line tracing, annotate HTML"
 	@echo "make lint        ruff, mypy --strict, cython-lint, codespell"
-	@echo "make bench       pytest-benchmark microbenchmarks (bench/micro)"
+	@echo "make bench       pytest-benchmark microbenchmarks (bench/micro) and end-to-end (bench/e2e)"
+	@echo "make demo        LNS and LAC in two namespaces, SESSIONS=100 PPP sessions, live traffic table (DURATION, SIZE, RATE)"
 	@echo "make wheel       build a platform wheel into wheelhouse/"
 	@echo "make clean       remove build products"
 
@@ -54,6 +55,13 @@ lint: install
 
 bench: install compile
 	$(PY) -m pytest bench/micro bench/e2e --benchmark-only -s $(PYTEST_ARGS)
+
+SESSIONS ?= 100
+DURATION ?= 10
+SIZE ?= 512
+RATE ?= 20000
+demo: install compile
+	$(PY) bench/demo.py --sessions $(SESSIONS) --seconds $(DURATION) --size $(SIZE) --rate $(RATE)
 
 wheel: venv
 	$(PY) -m pip wheel -q --no-deps -w wheelhouse .

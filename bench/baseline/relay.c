@@ -15,6 +15,16 @@
  *       sequence number, then octet k is k mod 251 (a prime, so the pattern does
  *       not line up with the sequence numbers); with TEMPLATE each datagram is the
  *       first SIZE octets of that file instead, unstamped.
+ *   relay mblast DSTS DST_PORT SIZE SECONDS BATCH SOURCES [PPS]
+ *       the load generator of the PPP benchmark and `make demo`: DSTS and SOURCES
+ *       are comma-separated IPv4 addresses (SOURCES "-": let the kernel choose).
+ *       Flow i is a socket bound to SOURCES[i % n] sending to DSTS[i % m], one
+ *       flow per address of the longer list; batches go round robin over the
+ *       flows for SECONDS, at most PPS datagrams a second when given and not 0.
+ *       Upstream through a LAC, the sources are the PPP sessions' addresses (the
+ *       LAC routes by source); downstream from behind the LNS, the destinations
+ *       are.  Datagrams are stamped like blast's; send errors (ENOBUFS from a
+ *       full TUN queue) are counted, not fatal.
  *
  * IN is "fd:N" (an inherited bound UDP socket, typically with a receive queue the
  * caller filled beforehand) or a port to bind on 0.0.0.0.  Receiving stops after
@@ -28,6 +38,7 @@
 #include "common.h"
 
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <stdint.h>
 
 static int usage(void)
@@ -36,6 +47,7 @@ static int usage(void)
 		"usage: relay relay IN DST_HOST DST_PORT BATCH PACKETS [SECONDS [IDLE_MS]]\n"
 		"       relay recv IN BATCH PACKETS [SECONDS [IDLE_MS]]\n"
 		"       relay blast DST_HOST DST_PORT SIZE COUNT BATCH [TEMPLATE]\n"
+		"       relay mblast DSTS DST_PORT SIZE SECONDS BATCH SOURCES [PPS]\n"
 		"IN is fd:N (an inherited bound UDP socket) or a port to bind on 0.0.0.0\n");
 	return 2;
 }
@@ -177,6 +189,109 @@ static int run_blast(int argc, char **argv)
 	return print_result(&r);
 }
 
+#define MAX_FLOWS 65536
+
+/* Split a comma-separated list of IPv4 addresses ("-" alone: none). */
+static unsigned int parse_list(const char *text, struct sockaddr_in *out, unsigned int max, int port)
+{
+	char *list = strdup(text), *tok, *save = NULL;
+	unsigned int n = 0;
+
+	if (strcmp(text, "-") != 0) {
+		for (tok = strtok_r(list, ",", &save); tok != NULL && n < max; tok = strtok_r(NULL, ",", &save)) {
+			memset(&out[n], 0, sizeof(out[n]));
+			out[n].sin_family = AF_INET;
+			out[n].sin_port = htons((uint16_t)port);
+			if (inet_pton(AF_INET, tok, &out[n].sin_addr) != 1)
+				fail("not an IPv4 address in a list");
+			n++;
+		}
+	}
+	free(list);
+	return n;
+}
+
+static int run_mblast(int argc, char **argv)
+{
+	static struct sockaddr_in srcs[MAX_FLOWS], dsts[MAX_FLOWS];
+	static int fds[MAX_FLOWS];
+	struct sockaddr_storage any;
+	struct batch b;
+	struct result r = { .mode = "mblast", .stop = "time" };
+	unsigned int size, i, n, nsrc, ndst, flows, k = 0;
+	size_t payload;
+	double seconds, pps = 0.0, start, t;
+	uint32_t seq = 0;
+	int port;
+
+	if (argc < 8 || argc > 9)
+		return usage();
+	port = (int)parse_long(argv[3], 1, 65535, "DST_PORT");
+	ndst = parse_list(argv[2], dsts, MAX_FLOWS, port);
+	payload = (size_t)parse_long(argv[4], 4, 65507, "SIZE");
+	seconds = parse_seconds(argv[5]);
+	size = (unsigned int)parse_long(argv[6], 1, MAX_BATCH, "BATCH");
+	nsrc = parse_list(argv[7], srcs, MAX_FLOWS, 0);
+	if (argc == 9)
+		pps = (double)parse_long(argv[8], 0, 1L << 32, "PPS");
+	if (ndst == 0)
+		fail("DSTS: no address");
+	flows = nsrc > ndst ? nsrc : ndst;
+	for (i = 0; i < flows; i++) {
+		fds[i] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (fds[i] < 0)
+			die("socket");
+		if (nsrc && bind(fds[i], (struct sockaddr *)&srcs[i % nsrc], sizeof(srcs[0])) < 0)
+			die("bind SOURCES");
+	}
+	memset(&any, 0, sizeof(any));
+	memcpy(&any, &dsts[0], sizeof(dsts[0]));
+	batch_init(&b, size, payload, &any, sizeof(dsts[0]));
+	for (i = 0; i < size; i++) {
+		fill_payload(b.send_iov[i].iov_base, payload, NULL);
+		b.send_iov[i].iov_len = payload;
+	}
+	start = now_s();
+	r.first = start;
+	for (;;) {
+		int sent;
+
+		t = now_s();
+		if (t - start >= seconds)
+			break;
+		if (pps > 0.0 && (double)r.packets >= pps * (t - start)) {
+			struct timespec ts = { 0, 50000 };
+
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		n = size;
+		for (i = 0; i < n; i++, seq++) {
+			unsigned char *p = b.send_iov[i].iov_base;
+
+			p[0] = (unsigned char)(seq >> 24);
+			p[1] = (unsigned char)(seq >> 16);
+			p[2] = (unsigned char)(seq >> 8);
+			p[3] = (unsigned char)seq;
+			b.send_msgs[i].msg_hdr.msg_name = &dsts[k % ndst];
+			b.send_msgs[i].msg_hdr.msg_namelen = sizeof(dsts[0]);
+		}
+		sent = sendmmsg(fds[k], b.send_msgs, n, 0);
+		if (sent < 0) {
+			note_error(&r, errno);
+			sent = 0;
+		}
+		r.packets += (unsigned long)sent;
+		r.bytes += (unsigned long)sent * payload;
+		r.batches++;
+		k = (k + 1) % flows;
+	}
+	r.last = now_s();
+	for (i = 0; i < flows; i++)
+		close(fds[i]);
+	return print_result(&r);
+}
+
 int main(int argc, char **argv)
 {
 	prog_name = "relay";
@@ -188,5 +303,7 @@ int main(int argc, char **argv)
 		return run_relay(argc, argv, 0);
 	if (strcmp(argv[1], "blast") == 0)
 		return run_blast(argc, argv);
+	if (strcmp(argv[1], "mblast") == 0)
+		return run_mblast(argc, argv);
 	return usage();
 }
