@@ -125,6 +125,9 @@ class DataplaneConfig:
     reorder_timeout: float = 0.1
     #: LNS: our data carries Ns (RFC 2661 5.4: the LNS decides; a LAC follows).
     sequence_data: bool = False
+    #: Receive and send buffer of each data-plane socket, octets: the kernel's default (208 KiB)
+    #: overflows in a burst while a loop is busy with the TUN device.
+    socket_buffer: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,6 +445,7 @@ def _dataplane(table: Any) -> DataplaneConfig | None:
         ("reorder_window", 0 <= config.reorder_window <= 1024, "0..1024 (0: no reordering)"),
         ("reorder_timeout", 0 < config.reorder_timeout <= 10, "seconds, above 0 and up to 10"),
         ("mtu", 576 <= config.mtu <= 9000, "576..9000"),
+        ("socket_buffer", 65536 <= config.socket_buffer <= 1 << 30, "octets, 65536..1073741824"),
     ):
         if not ok:
             raise ConfigError(f"dataplane.{key}", f"{getattr(config, key)!r} is out of range", hint)

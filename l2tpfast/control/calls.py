@@ -22,6 +22,7 @@ from l2tpfast.control.events import (
     ProxyInfo,
     Role,
     SessionClosed,
+    SessionConnected,
     SessionEstablished,
     WanErrorNotified,
 )
@@ -150,6 +151,15 @@ class Calls:
             if session.state is not SessionState.ESTABLISHED and session.local_session_id in self.sessions:
                 session.deadline = self.clock + self.setup_timeout
                 session.give_up_at = self.clock + 2 * self.setup_timeout
+
+        return acked
+
+    def _connected(self, session: Session) -> Callable[[], None]:
+        """SessionConnected once the peer acknowledged our ICCN/OCCN, if the call still stands."""
+
+        def acked() -> None:
+            if self.sessions.get(session.local_session_id) is session:
+                self.endpoint.emit(SessionConnected(self.local_tunnel_id, session.local_session_id))
 
         return acked
 
@@ -284,7 +294,13 @@ class Calls:
                 on_acked=self._await_reply(session),
             )
         elif action is SessionAction.SEND_ICCN:
-            self._send(M.ICCN, _connect_avps(session, self.settings), now, session_id=session.peer_session_id)
+            self._send(
+                M.ICCN,
+                _connect_avps(session, self.settings),
+                now,
+                session_id=session.peer_session_id,
+                on_acked=self._connected(session),
+            )
             self._established(session)
         elif action is SessionAction.SEND_OCRQ:
             session.announced = True
@@ -297,7 +313,13 @@ class Calls:
                 # 7.5.1 wait-cs-answer: "a timer expires waiting for the call to complete" -> CDN.
                 session.deadline = now + self.setup_timeout
         elif action is SessionAction.SEND_OCCN:
-            self._send(M.OCCN, _connect_avps(session, self.settings), now, session_id=session.peer_session_id)
+            self._send(
+                M.OCCN,
+                _connect_avps(session, self.settings),
+                now,
+                session_id=session.peer_session_id,
+                on_acked=self._connected(session),
+            )
             self._established(session)
         elif action is SessionAction.PREPARE_FOR_DATA:
             self._established(session)

@@ -107,6 +107,19 @@ class SessionEstablished(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class SessionConnected(Event):
+    """The peer acknowledged our ICCN (or OCCN): it has the session, so data we send now is taken.
+
+    Follows :class:`SessionEstablished` on the side that sent the connect message; a PPP client
+    starts LCP at the latest here (RFC 2661 7.4.1 makes the call up when ICCN is sent, but an LNS
+    that has not read the ICCN yet drops data for the session).
+    """
+
+    local_tunnel_id: int
+    local_session_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class SessionClosed(Event):
     local_tunnel_id: int
     local_session_id: int

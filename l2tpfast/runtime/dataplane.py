@@ -44,6 +44,21 @@ def address_row(host: str, port: int) -> np.ndarray[Any, Any]:
     return row
 
 
+def grow_buffers(fd: int, size: int) -> None:
+    """Receive and send buffers of ``size`` octets; past net.core.*mem_max when we may (root)."""
+    import socket
+
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        for force, plain in ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)):  # SO_*BUFFORCE
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, force, size)
+            except PermissionError:
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
+    finally:
+        sock.close()
+
+
 class DataPlane:
     """Forwarding threads over one DataPath, and the hand-off to the asyncio loop."""
 
@@ -55,8 +70,12 @@ class DataPlane:
         tun: TunDevice | None = None,
         batch: int = 64,
         on_items: Callable[[list[Item]], None],
+        socket_buffer: int = 0,
     ) -> None:
         self.path = path
+        if socket_buffer:
+            for t in transports:
+                grow_buffers(t.fileno(), socket_buffer)
         self.transports = transports
         self.tun = tun
         self.on_items = on_items

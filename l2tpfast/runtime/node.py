@@ -27,6 +27,7 @@ from l2tpfast.control.events import (
     Event,
     LinkInfoSet,
     SessionClosed,
+    SessionConnected,
     SessionEstablished,
     TunnelClosed,
     TunnelEstablished,
@@ -69,6 +70,8 @@ def describe(event: Event) -> str:
             f"closed ({who}) result={event.result_code} error={event.error_code} "
             f"{event.message or ''}".rstrip()
         )
+    if isinstance(event, SessionConnected):
+        return f"session {event.local_tunnel_id}:{event.local_session_id} connect message acknowledged"
     if isinstance(event, LinkInfoSet):
         return f"session {event.local_tunnel_id}:{event.local_session_id} SLI accm={event.accm}"
     if isinstance(event, WanErrorNotified):
@@ -102,6 +105,7 @@ class ControlNode:
         self.ppp_frames = 0
         self.subscribers: Any = None  # runtime.subscribers.Subscribers when [ppp] is configured
         self._ppp_starts: list[tuple[SessionEstablished, int, str | None]] = []
+        self._ppp_connected: list[tuple[int, int]] = []
         self._rx_seen: dict[int, int] = {}
         self._activity_task: asyncio.Task[None] | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=1000)
@@ -169,7 +173,12 @@ class ControlNode:
         if self.config.ppp is not None:
             self._start_subscribers(path)
         self.dataplane = DataPlane(
-            path, transports, tun=self.tun, batch=dp_config.batch, on_items=self._on_items
+            path,
+            transports,
+            tun=self.tun,
+            batch=dp_config.batch,
+            on_items=self._on_items,
+            socket_buffer=dp_config.socket_buffer,
         )
         self.dataplane.start(self._loop)
         self._activity_task = self._loop.create_task(self._activity())
@@ -365,7 +374,10 @@ class ControlNode:
             for event, slot, local in starts:
                 if self.dataplane.path.lookup(event.local_tunnel_id, event.local_session_id) == slot:
                     self.subscribers.session_established(event, slot, local)
-            if not handled and not sent and not starts:
+            connected, self._ppp_connected = self._ppp_connected, []
+            for key in connected:
+                self.subscribers.session_connected(key)
+            if not handled and not sent and not starts and not connected:
                 break
         self._arm_timer()
 
@@ -377,6 +389,9 @@ class ControlNode:
             if self.dataplane is not None:
                 if isinstance(event, SessionEstablished):
                     self._install_session(event)
+                elif isinstance(event, SessionConnected):
+                    if self.subscribers is not None:
+                        self._ppp_connected.append((event.local_tunnel_id, event.local_session_id))
                 elif isinstance(event, SessionClosed):
                     if self.subscribers is not None:
                         self.subscribers.session_closed(event)

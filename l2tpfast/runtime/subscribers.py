@@ -110,6 +110,8 @@ class Subscriber:
     routed: bool = False
     kernel_route: bool = False
     peer_route: IPv4Address | None = None
+    #: Client: LCP waits for the LNS's first frame or its acknowledgement of our ICCN.
+    waiting: bool = False
     username: str | None = None
 
 
@@ -222,8 +224,23 @@ class Subscribers:
         self.by_key[key] = sub
         self.by_slot[slot] = sub
         self.counters["links_started"] += 1
-        link.start(self._now(), proxy=event.proxy if self.server else None)
-        self._pump(sub)
+        if self.server:
+            link.start(self._now(), proxy=event.proxy)
+            self._pump(sub)
+        else:
+            # Our PPP client starts LCP on the LNS's first frame, or when the LNS acknowledges our
+            # ICCN (session_connected), whichever is first. Sent at once, our Configure-Request can
+            # reach the LNS before it has read the ICCN (it queues behind the control window, or
+            # shares a receive batch with it) and be dropped, which costs a Restart time (3 s).
+            sub.waiting = True
+
+    def session_connected(self, key: SessionKey) -> None:
+        """The peer has acknowledged our ICCN: it knows the session now."""
+        sub = self.by_key.get(key)
+        if sub is not None and sub.waiting:
+            sub.waiting = False
+            sub.link.start(self._now())
+            self._pump(sub)
 
     def session_closed(self, event: SessionClosed) -> None:
         self.credentials.pop((event.local_tunnel_id, event.local_session_id), None)
@@ -244,6 +261,9 @@ class Subscribers:
                 self.counters["frames_unknown_session"] += 1
                 continue
             self.counters["frames_in"] += 1
+            if sub.waiting:
+                sub.waiting = False
+                sub.link.start(now)
             sub.link.receive(protocol, information, now)
             touched[slot] = sub
         for sub in touched.values():

@@ -178,3 +178,26 @@ def test_lac_session_is_up_when_iccn_leaves_so_early_data_is_taken() -> None:
     p.lac.receive_datagram(data, LNS_ADDR, p.now)
     assert p.lac.counters["data_messages"] == 1
     assert not {"unknown_tunnel", "wrong_peer", "malformed_header"} & set(p.lac.counters)
+
+
+def test_session_connected_follows_the_ack_of_iccn_and_occn() -> None:
+    """SessionConnected: the sender of ICCN/OCCN learns that the peer has the call (a PPP client
+    starts LCP then at the latest); the receiver of the connect message never reports it."""
+    from l2tpfast.control.events import SessionConnected, SessionEstablished
+
+    p = Pair(seed=5, loss=0.3)
+    p.lac.open_session(LNS_ADDR, p.now)
+    p.run_until(lambda: bool(p.events("lac", SessionConnected)), limit=400)
+    (up,) = p.events("lac", SessionEstablished)
+    (connected,) = p.events("lac", SessionConnected)
+    assert (connected.local_tunnel_id, connected.local_session_id) == (
+        up.local_tunnel_id,
+        up.local_session_id,
+    )
+    assert p.lac_events.index(up) < p.lac_events.index(connected)
+    assert p.events("lns", SessionEstablished) and not p.events("lns", SessionConnected)
+    (lns_tid,) = p.lns.tunnels
+    p.lns.open_session(lns_tid, p.now, call_type=CallType.OUTGOING)
+    # 7.5: the LAC answers an outgoing call with OCRP and then OCCN; it is the connect's sender.
+    p.run_until(lambda: len(p.events("lac", SessionConnected)) == 2, limit=400)
+    assert len(p.events("lns", SessionEstablished)) == 2 and not p.events("lns", SessionConnected)
