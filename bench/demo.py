@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.3)
         addresses = ",".join(lab.addresses)
         common = [str(args.size), str(seconds), "32"]
+        # Counters before the generators start, so the summary counts exactly what they sent.
+        last_lns, last_lac = tun_counts(lab.status("lns"))[0], tun_counts(lab.status("lac"))[0]
+        first_lns, first_lac = last_lns, last_lac
         up = lab.exec(
             "lac",
             [str(relay), "mblast", LNS_ADDRESS, str(SINK_PORT), *common, addresses, str(args.rate)],
@@ -77,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{'t':>4} {'sessions':>8} {'up pps':>10} {'up Mbit/s':>10} {'down pps':>10} {'down Mbit/s':>11}"
         )
-        last_lns, last_lac = tun_counts(lab.status("lns"))[0], tun_counts(lab.status("lac"))[0]
-        first_lns, first_lac = last_lns, last_lac
         t0 = last_t = time.monotonic()
         while up.poll() is None or down.poll() is None:
             time.sleep(1.0)

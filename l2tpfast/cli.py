@@ -175,6 +175,10 @@ def _status(socket_path: str, as_json: bool) -> int:
             if "counters" in s:
                 c = s["counters"]
                 line += f"  rx {c['rx_packets']}/{c['rx_bytes']} B  tx {c['tx_packets']}/{c['tx_bytes']} B"
+            ppp = s.get("ppp")
+            if ppp:
+                line += f"  PPP {ppp['phase']} user={ppp['username'] or '-'} {ppp['address'] or ''}"
+                line += f" {ppp['prefix'] or ''}".rstrip()
             print(line)
     counters = result["counters"]
     if counters:
@@ -184,7 +188,17 @@ def _status(socket_path: str, as_json: bool) -> int:
         loops = ", ".join(f"{k}={v}" for k, v in dataplane["loops"].items() if v)
         drops = ", ".join(f"{k}={v}" for k, v in dataplane["drops"].items()) or "none"
         print(f"data plane: {dataplane['sessions']} sessions, TUN {dataplane['tun'] or '-'}; {loops}")
-        print(f"  drops: {drops}; PPP frames without a PPP engine: {dataplane['ppp_frames_unhandled']}")
+        ppp = dataplane.get("ppp")
+        if ppp:
+            pool = ppp.get("pool")
+            in_pool = f", pool {pool['in_use']}/{pool['size']}" if pool else ""
+            links = " ".join(f"{k}={v}" for k, v in sorted(ppp["links"].items())) or "none"
+            print(
+                f"  drops: {drops}; PPP links {links}, logins accepted {ppp['auth_accepted']}, "
+                f"refused {ppp['auth_rejected']}, keepalive failures {ppp['keepalive_failures']}{in_pool}"
+            )
+        else:
+            print(f"  drops: {drops}; PPP frames without a PPP engine: {dataplane['ppp_frames_unhandled']}")
     return 0
 
 

@@ -72,6 +72,9 @@ class LacConfig:
     lns: str
     lns_port: int = DEFAULT_PORT
     sessions: int = 1
+    #: With [ppp]: each session gets a TUN device of its own named by this pattern ("ppp%d"),
+    #: as pppd's ppp0 (our LAC as a plain L2TP client); unset: all share [dataplane] tun.
+    session_tun: str | None = None
 
 
 AUTH_NAMES = {"pap": AuthMethod.PAP, "chap": AuthMethod.CHAP_MD5, "mschapv2": AuthMethod.MSCHAPV2}
@@ -108,6 +111,10 @@ class LnsConfig:
     nbns: tuple[ipaddress.IPv4Address, ...] = ()
     users_file: str | None = None
     duplicate_logins: bool = True
+    #: IPv6 (with ``[ppp] ipv6``): one /64 of this pool per subscriber, announced by Router
+    #: Advertisement after IPv6CP (RFC 5072, RFC 4861), and DNS servers for it (RFC 8106).
+    ipv6_pool: ipaddress.IPv6Network | None = None
+    ipv6_dns: tuple[ipaddress.IPv6Address, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +286,7 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
     lac = None
     if role == "lac":
         table = _expect("lac", data.get("lac"), dict, "a LAC needs a [lac] section with lns = ADDRESS")
-        _unknown("lac", table, {"lns", "lns_port", "sessions"})
+        _unknown("lac", table, {"lns", "lns_port", "sessions", "session_tun"})
         lns = _expect("lac.lns", table.get("lns"), str, 'the LNS address, e.g. lns = "192.0.2.2"')
         try:
             ipaddress.ip_address(lns)
@@ -288,7 +295,14 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
         sessions = _expect("lac.sessions", table.get("sessions", 1), int)
         if sessions < 0:
             raise ConfigError("lac.sessions", f"{sessions} is negative")
-        lac = LacConfig(lns, _expect("lac.lns_port", table.get("lns_port", DEFAULT_PORT), int), sessions)
+        session_tun = table.get("session_tun")
+        if session_tun is not None:
+            _expect("lac.session_tun", session_tun, str, 'a device name pattern such as "ppp%d"')
+            if not 0 < len(session_tun) <= 15:
+                raise ConfigError("lac.session_tun", f"{session_tun!r}", '1..15 characters, e.g. "ppp%d"')
+        lac = LacConfig(
+            lns, _expect("lac.lns_port", table.get("lns_port", DEFAULT_PORT), int), sessions, session_tun
+        )
     elif "lac" in data:
         raise ConfigError("lac", 'is only for role = "lac"', "remove it or set node.role")
     endpoint = EndpointSettings(tunnel=tunnel, profiles=profiles, accept_tunnels=accept, **limit_values)
@@ -321,8 +335,14 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
                 "authentication is required but there is no users file",
                 'set users_file = "/etc/l2tpfast/users", or [ppp] auth = [] to let everyone in',
             )
+        if lns_config is not None and lns_config.ipv6_pool is not None and not ppp.ipv6:
+            raise ConfigError("lns.ipv6_pool", "IPv6 prefixes without IPv6CP", "set [ppp] ipv6 = true")
     elif lns_config is not None:
         raise ConfigError("lns", "subscriber settings without PPP", "add a [ppp] section")
+    if lac is not None and lac.session_tun is not None and ppp is None:
+        raise ConfigError(
+            "lac.session_tun", "per-session TUN devices carry PPP sessions", "add a [ppp] section"
+        )
     return NodeConfig(
         role, listen, port, control_socket, log_level, endpoint, lac, transport, dataplane, ppp, lns_config
     )
@@ -404,6 +424,29 @@ def _lns(table: Any) -> LnsConfig:
                 )
     if "users_file" in table:
         values["users_file"] = _expect("lns.users_file", table["users_file"], str)
+    if "ipv6_pool" in table:
+        text = _expect("lns.ipv6_pool", table["ipv6_pool"], str, 'an IPv6 prefix such as "2001:db8:100::/48"')
+        try:
+            net = ipaddress.IPv6Network(text)
+        except ValueError:
+            raise ConfigError(
+                "lns.ipv6_pool", f"{text!r} is not an IPv6 prefix", 'e.g. "2001:db8:100::/48"'
+            ) from None
+        if net.prefixlen > 64:
+            raise ConfigError(
+                "lns.ipv6_pool", f"/{net.prefixlen} is longer than /64", "each subscriber gets a /64"
+            )
+        values["ipv6_pool"] = net
+    if "ipv6_dns" in table:
+        out = []
+        for v in _expect("lns.ipv6_dns", table["ipv6_dns"], list, 'a list such as ["2001:db8::53"]'):
+            try:
+                out.append(ipaddress.IPv6Address(_expect("lns.ipv6_dns", v, str)))
+            except ValueError:
+                raise ConfigError(
+                    "lns.ipv6_dns", f"{v!r} is not an IPv6 address", 'e.g. "2001:db8::53"'
+                ) from None
+        values["ipv6_dns"] = tuple(out)
     if "duplicate_logins" in table:
         values["duplicate_logins"] = _expect(
             "lns.duplicate_logins", table["duplicate_logins"], bool, "true or false"

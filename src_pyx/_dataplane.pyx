@@ -13,8 +13,12 @@ whole batch per call with the GIL released, on C arrays:
   metadata in C arrays; a session's held packets form a singly linked list in Ns order, so an
   idle session costs nothing there;
 * routes (an address to its session) for the TUN direction: a second open-addressing table
-  keyed on a 64-bit hash of the address, the address itself compared on a hit; the packet's
-  destination or its source is looked up, as ``route_by`` says (two offsets set once);
+  whose key is the IPv4 address (4 octets) or the IPv6 /64 prefix (the first 8 octets), held in
+  one 64-bit word with its length, so a probe is one compare; room for two routes a session
+  (IPv4 and IPv6); the packet's destination or its source is looked up, as ``route_by`` says
+  (two offsets set once);
+* a session's own TUN device (``set_tun``): its descriptor in the session, -1 for the
+  forwarder's device; the Forwarder reads it only for the rows it writes to a TUN device;
 * the source check (``set_source``): one IPv4 address in the session, 0 when unset, so that a
   session without it pays one compare a packet.
 
@@ -60,6 +64,7 @@ cdef enum:
     TARGET_PPP = 0
     TARGET_TUN = 1
     TARGET_SWITCH = 2
+    TARGET_FREE = 0xFF      # not a SessionTarget: marks a free slot of the session array
     # l2tpfast.wire.constants.SessionFlag, and MAX_DATA_HEADER as MAX_HEADER.
     SEQ_TX = 0x01
     SEQ_TX_FOLLOW = 0x02
@@ -99,10 +104,11 @@ ctypedef packed struct counters_t:
 
 # One session: 48 octets. With its counters (48) and two to four buckets (16 to 32) it costs
 # 112 to 128 octets. Field order keeps it at 48: peer (20), four 32-bit, four 16-bit, four 8-bit.
-# A slot is in use when its key is not 0 (IDs are never 0).
+# A slot is in use when its target is not TARGET_FREE (the bucket holds the key; the session
+# does not need it, and that room holds the TUN descriptor).
 ctypedef struct session_t:
     address_t peer
-    uint32_t key            # tunnel << 16 | session; 0 when the slot is free
+    int32_t tun_fd          # set_tun: the session's own TUN device; -1: the forwarder's
     uint32_t target_index
     int32_t held_head       # first held packet in the pool, -1 when none
     uint32_t source4        # set_source: IPv4 source in network order, as read; 0: no check
@@ -110,7 +116,7 @@ ctypedef struct session_t:
     uint16_t peer_session_id
     uint16_t tx_ns
     uint16_t rx_expected
-    uint8_t target
+    uint8_t target          # TARGET_*; TARGET_FREE when the slot is free
     uint8_t flags
     uint8_t rx_started
     uint8_t local_index     # into DataPath.locals: the address our data leaves from; 0: any
@@ -145,13 +151,24 @@ cdef inline bint spoofed(const uint8_t* p, uint32_t n, uint16_t protocol, uint32
     return found != source
 
 
-cdef inline uint64_t hash_bytes(const uint8_t* p, int n) noexcept nogil:
-    # FNV-1a over 4 or 16 octets of an address.
-    cdef uint64_t h = 1469598103934665603ULL
-    cdef int i
-    for i in range(n):
-        h = (h ^ p[i]) * 1099511628211ULL
-    return h
+cdef inline uint64_t route_key(const uint8_t* p, int n) noexcept nogil:
+    """The route key of an IPv4 address (``n`` 4) or an IPv6 /64 prefix (``n`` 8): its octets
+    in one word, as memory holds them (opaque: only compared and hashed)."""
+    cdef uint64_t k = 0
+    memcpy(&k, p, n)
+    return k
+
+
+cdef inline uint64_t route_hash(uint64_t key, int n) noexcept nogil:
+    # MurmurHash3's fmix64: prefixes from one pool differ in a few octets only, and every bit of
+    # the key must reach the low bits the table uses. The length keeps IPv4 and IPv6 apart.
+    key ^= <uint64_t>n << 56
+    key ^= key >> 33
+    key *= 0xFF51AFD7ED558CCDULL
+    key ^= key >> 33
+    key *= 0xC4CEB9FE1A85EC53ULL
+    key ^= key >> 33
+    return key
 
 
 cdef class DataPath:
@@ -189,9 +206,9 @@ cdef class DataPath:
     cdef Py_ssize_t n_release_later
     cdef counters_t* counter_rows
     cdef uint64_t* drop_counts
-    # Routes: an address (the destination or the source, ``route_by``) -> slot.
-    cdef uint64_t* route_hash
-    cdef uint8_t* route_addr      # 17 octets a bucket: length (0 free, 4, 16) + address
+    # Routes: an IPv4 address or an IPv6 /64 (of the destination or the source, ``route_by``) -> slot.
+    cdef uint64_t* route_keys     # route_key() of the bucket's address or prefix
+    cdef uint8_t* route_lens      # 0: the bucket is free; 4: IPv4; 8: an IPv6 /64
     cdef uint32_t* route_slot
     cdef uint32_t route_mask
     cdef Py_ssize_t n_routes
@@ -212,7 +229,7 @@ cdef class DataPath:
         double reorder_timeout=0.1,
         str route_by="destination",
     ):
-        cdef Py_ssize_t buckets = 16, i
+        cdef Py_ssize_t buckets = 16, route_buckets = 16, i
         if route_by == "destination":
             self.route_offset4, self.route_offset6 = 16, 24
         elif route_by == "source":
@@ -232,7 +249,11 @@ cdef class DataPath:
         while buckets < 2 * max_sessions:
             buckets *= 2
         self.bucket_mask = <uint32_t>(buckets - 1)
-        self.route_mask = <uint32_t>(buckets - 1)
+        # Room for two routes a session (an IPv4 address and an IPv6 /64) at half load: 13
+        # octets a bucket, 52 to 104 a session.
+        while route_buckets < 4 * max_sessions:
+            route_buckets *= 2
+        self.route_mask = <uint32_t>(route_buckets - 1)
         self.sessions = <session_t*>PyMem_Malloc(max_sessions * sizeof(session_t))
         self.bucket_keys = <uint32_t*>PyMem_Malloc(buckets * sizeof(uint32_t))
         self.bucket_slots = <uint32_t*>PyMem_Malloc(buckets * sizeof(uint32_t))
@@ -246,20 +267,21 @@ cdef class DataPath:
         self.pool_since = <double*>PyMem_Malloc(pool_slots * sizeof(double))
         self.free_pool = <int32_t*>PyMem_Malloc(pool_slots * sizeof(int32_t))
         self.release_later = <int32_t*>PyMem_Malloc(pool_slots * sizeof(int32_t))
-        self.route_hash = <uint64_t*>PyMem_Malloc(buckets * sizeof(uint64_t))
-        self.route_addr = <uint8_t*>PyMem_Malloc(buckets * 17)
-        self.route_slot = <uint32_t*>PyMem_Malloc(buckets * sizeof(uint32_t))
+        self.route_keys = <uint64_t*>PyMem_Malloc(route_buckets * sizeof(uint64_t))
+        self.route_lens = <uint8_t*>PyMem_Malloc(route_buckets * sizeof(uint8_t))
+        self.route_slot = <uint32_t*>PyMem_Malloc(route_buckets * sizeof(uint32_t))
         if (not self.sessions or not self.bucket_keys or not self.bucket_slots or not self.free_slots
                 or not self.pool_next or not self.pool_ns or not self.pool_len or not self.pool_payload_len
                 or not self.pool_protocol or not self.pool_action or not self.pool_since
-                or not self.free_pool or not self.release_later or not self.route_hash
-                or not self.route_addr or not self.route_slot):
+                or not self.free_pool or not self.release_later or not self.route_keys
+                or not self.route_lens or not self.route_slot):
             raise MemoryError()
         memset(self.sessions, 0, max_sessions * sizeof(session_t))
         for i in range(max_sessions):
             self.sessions[i].held_head = -1  # free slots hold nothing either
+            self.sessions[i].target = TARGET_FREE
         memset(self.bucket_keys, 0, buckets * sizeof(uint32_t))
-        memset(self.route_addr, 0, buckets * 17)
+        memset(self.route_lens, 0, route_buckets * sizeof(uint8_t))
         # Slots are handed out lowest first, as the reference does.
         for i in range(max_sessions):
             self.free_slots[i] = <uint32_t>(max_sessions - 1 - i)
@@ -302,8 +324,8 @@ cdef class DataPath:
         PyMem_Free(self.pool_since)
         PyMem_Free(self.free_pool)
         PyMem_Free(self.release_later)
-        PyMem_Free(self.route_hash)
-        PyMem_Free(self.route_addr)
+        PyMem_Free(self.route_keys)
+        PyMem_Free(self.route_lens)
         PyMem_Free(self.route_slot)
 
     # --- the session table ------------------------------------------------------------------
@@ -370,6 +392,8 @@ cdef class DataPath:
         cdef int local_index
         if not 1 <= local_tunnel_id <= 0xFFFF or not 1 <= local_session_id <= 0xFFFF:
             raise ValueError("tunnel and session IDs are 1..65535")
+        if target != TARGET_PPP and target != TARGET_TUN and target != TARGET_SWITCH:
+            raise ValueError(f"target is a SessionTarget (0, 1 or 2), not {target}")
         key = (<uint32_t>local_tunnel_id << 16) | <uint32_t>local_session_id
         if self.find(key) != NO_SLOT:
             raise ValueError(f"session {local_tunnel_id}:{local_session_id} is already in the table")
@@ -382,7 +406,7 @@ cdef class DataPath:
         s = &self.sessions[slot]
         memset(s, 0, sizeof(session_t))
         memcpy(&s.peer, <const char*>raw, sizeof(address_t))
-        s.key = key
+        s.tun_fd = -1
         s.peer_tunnel_id = <uint16_t>peer_tunnel_id
         s.peer_session_id = <uint16_t>peer_session_id
         s.target = <uint8_t>target
@@ -443,6 +467,7 @@ cdef class DataPath:
             p = nxt
         memset(s, 0, sizeof(session_t))
         s.held_head = -1
+        s.target = TARGET_FREE
         self.free_slots[self.n_free_slots] = slot
         self.n_free_slots += 1
         self.n_sessions -= 1
@@ -457,7 +482,7 @@ cdef class DataPath:
         return -1 if slot == NO_SLOT else <Py_ssize_t>slot
 
     cdef session_t* used(self, Py_ssize_t slot) except NULL:
-        if not 0 <= slot < self.max_sessions or self.sessions[slot].key == 0:
+        if not 0 <= slot < self.max_sessions or self.sessions[slot].target == TARGET_FREE:
             raise ValueError(f"slot {slot} is empty")
         return &self.sessions[slot]
 
@@ -492,6 +517,22 @@ cdef class DataPath:
         """The IPv4 address ``set_source`` checks for, or None."""
         cdef uint32_t raw = self.used(slot).source4
         return None if raw == 0 else (<const char*>&raw)[:4]
+
+    def set_tun(self, Py_ssize_t slot, Py_ssize_t fd):
+        """Write this session's packets for a TUN device to ``fd``, its own TUN device, rather than
+        to the Forwarder's; -1 goes back to the Forwarder's. The caller keeps ``fd`` open until it
+        sets -1 or removes the session."""
+        if not -1 <= fd <= 0x7FFFFFFF:
+            raise ValueError(f"fd is a file descriptor (0 or more) or -1, not {fd}")
+        self.lock_tables()
+        try:
+            self.used(slot).tun_fd = <int32_t>fd
+        finally:
+            self.unlock_tables()
+
+    def get_tun(self, Py_ssize_t slot):
+        """The session's own TUN descriptor (``set_tun``), or -1 when it uses the Forwarder's."""
+        return self.used(slot).tun_fd
 
     def session_count(self):
         return self.n_sessions
@@ -853,7 +894,7 @@ cdef class DataPath:
         cdef session_t* s
         cdef int n, l2tp_len
         cdef counters_t* c
-        if slot >= <uint32_t>self.max_sessions or self.sessions[slot].key == 0:
+        if slot >= <uint32_t>self.max_sessions or self.sessions[slot].target == TARGET_FREE:
             return 0
         s = &self.sessions[slot]
         h[0] = 0x08 if s.flags & SEQ_TX else 0x00
@@ -892,20 +933,22 @@ cdef class DataPath:
     # --- routes -------------------------------------------------------------------------------
 
     cdef inline uint32_t route_find(self, const uint8_t* addr, int n) noexcept nogil:
-        cdef uint64_t hv = hash_bytes(addr, n)
-        cdef uint32_t b = <uint32_t>hv & self.route_mask
-        cdef uint8_t* entry
-        while True:
-            entry = self.route_addr + b * 17
-            if entry[0] == 0:
-                return NO_SLOT
-            if self.route_hash[b] == hv and entry[0] == n and memcmp(entry + 1, addr, n) == 0:
+        """The bucket of the route for ``addr`` (``n`` 4: an IPv4 address; 8: an IPv6 /64 prefix)."""
+        cdef uint64_t key = route_key(addr, n)
+        cdef uint32_t b = <uint32_t>route_hash(key, n) & self.route_mask
+        while self.route_lens[b] != 0:
+            if self.route_keys[b] == key and self.route_lens[b] == n:
                 return b
             b = (b + 1) & self.route_mask
+        return NO_SLOT
 
     def route_add(self, bytes address not None, Py_ssize_t slot):
-        """Packets to (``route_by="source"``: from) ``address`` (4 or 16 octets) go to the
-        session in ``slot``."""
+        """Packets to (``route_by="source"``: from) ``address`` go to the session in ``slot``.
+
+        ``address`` is an IPv4 address (4 octets, a /32) or an IPv6 address (16 octets) whose
+        /64 is routed: the last 8 octets (the interface identifier) are ignored, because the
+        subscriber picks its own identifiers in the prefix it was given (RFC 4862 5.5.3).
+        """
         self.lock_tables()
         try:
             self._route_add(address, slot)
@@ -916,9 +959,10 @@ cdef class DataPath:
         cdef int n = len(address)
         cdef const uint8_t* a = <const uint8_t*>address
         cdef uint32_t b
-        cdef uint64_t hv
         if n != 4 and n != 16:
             raise ValueError("an IPv4 or IPv6 address: 4 or 16 octets")
+        if n == 16:
+            n = 8  # the /64
         self.used(slot)
         b = self.route_find(a, n)
         if b != NO_SLOT:
@@ -926,34 +970,34 @@ cdef class DataPath:
             return
         if self.n_routes + 1 > (self.route_mask + 1) // 2:
             raise ValueError("the route table is full")
-        hv = hash_bytes(a, n)
-        b = <uint32_t>hv & self.route_mask
-        while (self.route_addr + b * 17)[0] != 0:
+        b = <uint32_t>route_hash(route_key(a, n), n) & self.route_mask
+        while self.route_lens[b] != 0:
             b = (b + 1) & self.route_mask
-        self.route_hash[b] = hv
-        (self.route_addr + b * 17)[0] = <uint8_t>n
-        memcpy(self.route_addr + b * 17 + 1, a, n)
+        self.route_keys[b] = route_key(a, n)
+        self.route_lens[b] = <uint8_t>n
         self.route_slot[b] = <uint32_t>slot
         self.n_routes += 1
 
     cdef void route_delete_bucket(self, uint32_t b) noexcept nogil:
         cdef uint32_t j, home
-        (self.route_addr + b * 17)[0] = 0
+        self.route_lens[b] = 0
         self.n_routes -= 1
         j = b
         while True:
             j = (j + 1) & self.route_mask
-            if (self.route_addr + j * 17)[0] == 0:
+            if self.route_lens[j] == 0:
                 break
-            home = <uint32_t>self.route_hash[j] & self.route_mask
+            home = <uint32_t>route_hash(self.route_keys[j], self.route_lens[j]) & self.route_mask
+            # Move j back to b unless its home lies cyclically in (b, j].
             if (j > b and (home <= b or home > j)) or (j < b and (home <= b and home > j)):
-                self.route_hash[b] = self.route_hash[j]
-                memcpy(self.route_addr + b * 17, self.route_addr + j * 17, 17)
+                self.route_keys[b] = self.route_keys[j]
+                self.route_lens[b] = self.route_lens[j]
                 self.route_slot[b] = self.route_slot[j]
-                (self.route_addr + j * 17)[0] = 0
+                self.route_lens[j] = 0
                 b = j
 
     def route_del(self, bytes address not None):
+        """Remove the route of ``address`` (an IPv6 address removes its /64); False if none."""
         self.lock_tables()
         try:
             return self._route_del(address)
@@ -965,7 +1009,7 @@ cdef class DataPath:
         cdef uint32_t b
         if n != 4 and n != 16:
             return False
-        b = self.route_find(<const uint8_t*>address, n)
+        b = self.route_find(<const uint8_t*>address, 4 if n == 4 else 8)
         if b == NO_SLOT:
             return False
         self.route_delete_bucket(b)
@@ -976,7 +1020,7 @@ cdef class DataPath:
         if self.n_routes == 0:
             return
         while b <= self.route_mask:
-            if (self.route_addr + b * 17)[0] != 0 and self.route_slot[b] == slot:
+            if self.route_lens[b] != 0 and self.route_slot[b] == slot:
                 self.route_delete_bucket(b)  # may shift a later entry into b: look at b again
                 continue
             b += 1
@@ -1012,7 +1056,7 @@ cdef class DataPath:
                     if b != NO_SLOT:
                         slot = self.route_slot[b]
                 elif length >= 40 and p[0] >> 4 == 6:
-                    b = self.route_find(p + self.route_offset6, 16)
+                    b = self.route_find(p + self.route_offset6, 8)  # the /64
                     if b != NO_SLOT:
                         slot = self.route_slot[b]
                 slots[i] = slot

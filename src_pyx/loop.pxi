@@ -2,14 +2,20 @@
 #
 # One Forwarder owns one UDP socket (and optionally one TUN queue) and runs with the GIL
 # released: recvmmsg into a preallocated ring of slots, DataPath.process_c on the batch, then
-#   TUN rows     -> write() to the TUN fd, one packet per call (the TUN interface has no batch);
+#   TUN rows     -> write() to the session's own TUN device when it has one (DataPath.set_tun),
+#                   else to the Forwarder's TUN fd, one packet per call (TUN has no batch);
 #   SWITCH rows  -> a header for the target session and sendmmsg with two iovecs a datagram
 #                   (header, payload in the receive slot): payloads are never copied;
 #   CONTROL, PPP -> copied into Python objects under the GIL, once per batch, and handed to
 #                   the ``handoff`` callable (the shell queues them and wakes its asyncio loop);
 # and from the TUN side: read() up to a batch of packets, route them by destination address
 # (an LNS: a subscriber's address is its session) or by source address (``route_by="source"``:
-# a LAC that originates many sessions over one TUN device), headers, sendmmsg. The table lock
+# a LAC that originates many sessions over one TUN device), headers, sendmmsg.
+#
+# A Forwarder made with receive_udp=False reads its TUN device only: the reader of a session's
+# own TUN device. It sends on the UDP socket it shares with the main loops (sendmmsg from several
+# threads on one UDP socket is safe: each call queues whole datagrams), never receives from it,
+# and never releases held packets (they are the receive side's). The table lock
 # is held for the processing of a batch, never across a system call that blocks and never while
 # the GIL is taken.
 #
@@ -157,6 +163,7 @@ cdef class Forwarder:
     cdef readonly int tun_fd
     cdef readonly int batch
     cdef readonly bint raw
+    cdef readonly bint receive_udp
     cdef public object handoff
     cdef readonly object stats
     cdef uint64_t* stat
@@ -179,27 +186,35 @@ cdef class Forwarder:
     cdef uint32_t* tun_lengths
     cdef double next_release
 
-    def __cinit__(self, DataPath path not None, int udp_fd, int tun_fd=-1, int batch=64, bint raw=False):
-        cdef int i
+    def __cinit__(
+        self, DataPath path not None, int udp_fd, int tun_fd=-1, int batch=64, bint raw=False, *,
+        bint receive_udp=True,
+    ):
+        cdef int i, rx_batch
         if not 1 <= batch <= 1024:
             raise ValueError("batch is 1..1024")
+        if not receive_udp and tun_fd < 0:
+            raise ValueError("a Forwarder that does not receive UDP reads a TUN device: give tun_fd")
         self.path = path
         self.udp_fd = udp_fd
         self.tun_fd = tun_fd
         self.batch = batch
         # L2TP over IP (protocol 115, raw sockets): no ports, and IPv4 delivers its IP header.
         self.raw = raw
+        self.receive_udp = receive_udp
         self.handoff = None
-        # A delivery row per datagram, plus what a datagram releases from the pool.
-        self.rows_cap = batch * (path.reorder_window + 2) + 16
-        self.rx_data = <uint8_t*>PyMem_Malloc(batch * RX_SLOT)
-        self.rx_names = <uint8_t*>PyMem_Malloc(batch * NAME_LEN)
-        self.rx_control = <uint8_t*>PyMem_Malloc(batch * CONTROL_LEN)
-        self.rx_msgs = <mmsghdr*>PyMem_Malloc(batch * sizeof(mmsghdr))
-        self.rx_iov = <iovec*>PyMem_Malloc(batch * sizeof(iovec))
-        self.rx_offsets = <uint32_t*>PyMem_Malloc(batch * sizeof(uint32_t))
-        self.rx_lengths = <uint32_t*>PyMem_Malloc(batch * sizeof(uint32_t))
-        self.rx_sources = <address_t*>PyMem_Malloc(batch * sizeof(address_t))
+        # A delivery row per datagram, plus what a datagram releases from the pool; a TUN reader
+        # only sends what it reads, and needs no receive ring (one loop per session's device).
+        self.rows_cap = batch * (path.reorder_window + 2) + 16 if receive_udp else batch
+        rx_batch = batch if receive_udp else 1
+        self.rx_data = <uint8_t*>PyMem_Malloc(rx_batch * RX_SLOT)
+        self.rx_names = <uint8_t*>PyMem_Malloc(rx_batch * NAME_LEN)
+        self.rx_control = <uint8_t*>PyMem_Malloc(rx_batch * CONTROL_LEN)
+        self.rx_msgs = <mmsghdr*>PyMem_Malloc(rx_batch * sizeof(mmsghdr))
+        self.rx_iov = <iovec*>PyMem_Malloc(rx_batch * sizeof(iovec))
+        self.rx_offsets = <uint32_t*>PyMem_Malloc(rx_batch * sizeof(uint32_t))
+        self.rx_lengths = <uint32_t*>PyMem_Malloc(rx_batch * sizeof(uint32_t))
+        self.rx_sources = <address_t*>PyMem_Malloc(rx_batch * sizeof(address_t))
         self.rows = <delivery_t*>PyMem_Malloc(self.rows_cap * sizeof(delivery_t))
         self.tx_headers = <uint8_t*>PyMem_Malloc(self.rows_cap * MAX_HEADER)
         self.tx_names = <uint8_t*>PyMem_Malloc(self.rows_cap * NAME_LEN)
@@ -213,7 +228,7 @@ cdef class Forwarder:
                 or not self.rows or not self.tx_headers or not self.tx_names or not self.tx_control
                 or not self.tx_msgs or not self.tx_iov or not self.tun_data or not self.tun_lengths):
             raise MemoryError()
-        for i in range(batch):
+        for i in range(rx_batch):
             self.rx_offsets[i] = <uint32_t>(i * RX_SLOT)
         self.next_release = 0.0
         self.stats = np.zeros(len(FORWARDER_STATS), dtype=np.uint64)
@@ -239,7 +254,7 @@ cdef class Forwarder:
 
     # --- UDP side -------------------------------------------------------------------------------
 
-    cdef int receive_udp(self) noexcept nogil:
+    cdef int receive_batch(self) noexcept nogil:
         """One recvmmsg batch; returns the datagrams received (0 when none, -1 on error)."""
         cdef int i, n
         for i in range(self.batch):
@@ -334,12 +349,16 @@ cdef class Forwarder:
         cdef Py_ssize_t j
         cdef delivery_t* r
         cdef const uint8_t* where
-        cdef int k = 0
+        cdef int k = 0, fd
         for j in range(n_rows):
             r = &self.rows[j]
             where = (rx_base if r.source == 0 else self.path.pool_data) + r.offset
             if r.action == ACT_TUN:
-                if self.tun_fd < 0 or write(self.tun_fd, where, r.length) < 0:
+                # The session's own device (set_tun), else ours; the lock keeps the fd current.
+                fd = self.path.sessions[r.slot].tun_fd
+                if fd < 0:
+                    fd = self.tun_fd
+                if fd < 0 or write(fd, where, r.length) < 0:
                     self.stat[STAT_TUN_ERRORS] += 1
                 else:
                     self.stat[STAT_TUN_TX] += 1
@@ -417,7 +436,7 @@ cdef class Forwarder:
             if length >= 20 and p[0] >> 4 == 4:
                 b = self.path.route_find(p + self.path.route_offset4, 4)
             elif length >= 40 and p[0] >> 4 == 6:
-                b = self.path.route_find(p + self.path.route_offset6, 16)
+                b = self.path.route_find(p + self.path.route_offset6, 8)  # the /64
             if b == NO_SLOT:
                 self.stat[STAT_NO_ROUTE] += 1
                 continue
@@ -428,22 +447,29 @@ cdef class Forwarder:
     # --- the loop ---------------------------------------------------------------------------------
 
     def run(self, int stop_fd, double idle_timeout=0.1):
-        """Forward until ``stop_fd`` becomes readable (an eventfd or pipe the shell writes to)."""
+        """Forward until ``stop_fd`` becomes readable (an eventfd or pipe the shell writes to).
+
+        Polls only what this loop reads: the UDP socket unless ``receive_udp`` is False, and the
+        TUN device when it has one."""
         cdef pollfd fds[3]
-        cdef int nfds = 2, timeout_ms, ready
+        cdef int nfds = 1, udp_at = -1, tun_at = -1, timeout_ms, ready
         cdef DataPath dp = self.path
         fds[0].fd = stop_fd
         fds[0].events = POLLIN
-        fds[1].fd = self.udp_fd
-        fds[1].events = POLLIN
+        if self.receive_udp:
+            udp_at = nfds
+            fds[nfds].fd = self.udp_fd
+            fds[nfds].events = POLLIN
+            nfds += 1
         if self.tun_fd >= 0:
-            fds[2].fd = self.tun_fd
-            fds[2].events = POLLIN
-            nfds = 3
+            tun_at = nfds
+            fds[nfds].fd = self.tun_fd
+            fds[nfds].events = POLLIN
+            nfds += 1
         while True:
             # Held packets time out after reorder_timeout: look at them twice as often.
             timeout_ms = <int>(idle_timeout * 1000)
-            if dp.pool_slots - dp.n_free_pool - dp.n_release_later > 0:
+            if self.receive_udp and dp.pool_slots - dp.n_free_pool - dp.n_release_later > 0:
                 timeout_ms = min(timeout_ms, max(1, <int>(dp.reorder_timeout * 500)))
             with nogil:
                 ready = poll(fds, nfds, timeout_ms)
@@ -451,7 +477,8 @@ cdef class Forwarder:
                 raise OSError(errno, "poll failed in the data plane loop")
             if ready > 0 and fds[0].revents:
                 return
-            self.step(ready > 0 and fds[1].revents != 0, ready > 0 and nfds == 3 and fds[2].revents != 0)
+            self.step(ready > 0 and udp_at > 0 and fds[udp_at].revents != 0,
+                      ready > 0 and tun_at > 0 and fds[tun_at].revents != 0)
 
     def run_once(self, bint udp=True, bint tun=True):
         """One iteration without waiting (tests and benchmarks); returns the UDP datagrams received."""
@@ -459,13 +486,18 @@ cdef class Forwarder:
 
     cdef int step(self, bint udp, bint tun) except -1:
         cdef DataPath dp = self.path
-        cdef int n = 0, k = 0, m, want_handoff = 0
+        cdef int n = 0, k = 0, want_handoff = 0
         cdef Py_ssize_t n_rows = 0, n_released = 0
         cdef double now
+        if not self.receive_udp:
+            # A TUN reader: the socket and the held packets are the main loops'.
+            if tun:
+                self.step_tun()
+            return 0
         with nogil:
             now = monotonic()
             if udp:
-                n = self.receive_udp()
+                n = self.receive_batch()
             PyThread_acquire_lock(dp.lock, WAIT_LOCK)
             if n > 0:
                 n_rows = dp.process_c(self.rx_data, self.rx_offsets, self.rx_lengths, self.rx_sources,
@@ -494,15 +526,21 @@ cdef class Forwarder:
             if want_handoff:
                 self.handoff_rows(self.rx_data, n_released)
         if tun:
-            with nogil:
-                m = self.receive_tun()
-                if m:
-                    PyThread_acquire_lock(dp.lock, WAIT_LOCK)
-                    k = self.route_tun(m)
-                    PyThread_release_lock(dp.lock)
-                    if k:
-                        self.flush_sends(k)
+            self.step_tun()
         return n
+
+    cdef void step_tun(self) noexcept:
+        """Read up to a batch from the TUN device, route it, send it."""
+        cdef DataPath dp = self.path
+        cdef int m, k
+        with nogil:
+            m = self.receive_tun()
+            if m:
+                PyThread_acquire_lock(dp.lock, WAIT_LOCK)
+                k = self.route_tun(m)
+                PyThread_release_lock(dp.lock)
+                if k:
+                    self.flush_sends(k)
 
 
 cdef object _address_text(const address_t* a):

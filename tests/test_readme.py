@@ -41,3 +41,10 @@ def test_example_configs_are_valid() -> None:
             check=False,
         )
         assert out.returncode == 0, out.stderr
+
+
+def test_example_users_file_loads() -> None:
+    from l2tpfast.aaa.users import UsersFile
+
+    users = UsersFile.load(Path(__file__).resolve().parent.parent / "examples" / "users")
+    assert len(users) == 2 and "alice" in users and "bob" in users

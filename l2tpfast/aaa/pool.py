@@ -96,3 +96,46 @@ class AddressPool:
         value = int(address)
         if self._used.pop(value, None) is not None and self.contains(address):
             self._released.append(value)
+
+
+class PrefixPool:
+    """IPv6 /64s out of a shorter prefix, one per subscriber (RFC 4861 prefix, SLAAC RFC 4862).
+
+    The first /64 (index 0) is kept for the operator's own use; released prefixes are reused
+    only after the never-used ones, as for IPv4.
+    """
+
+    def __init__(self, network: ipaddress.IPv6Network) -> None:
+        if network.prefixlen > 64:
+            raise ConfigError(
+                "lns.ipv6_pool", f"/{network.prefixlen} is longer than /64", "give a /64 or shorter"
+            )
+        self.network = network
+        self.size = (1 << (64 - network.prefixlen)) - 1
+        self._base = int(network.network_address) >> 64
+        self._next = 1
+        self._released: deque[int] = deque()
+        self._used: dict[int, object] = {}
+
+    @property
+    def in_use(self) -> int:
+        return len(self._used)
+
+    def _prefix(self, index: int) -> ipaddress.IPv6Network:
+        return ipaddress.IPv6Network(((self._base + index) << 64, 64))
+
+    def allocate(self, owner: object) -> ipaddress.IPv6Network | None:
+        if self._next <= self.size:
+            index = self._next
+            self._next += 1
+        elif self._released:
+            index = self._released.popleft()
+        else:
+            return None
+        self._used[index] = owner
+        return self._prefix(index)
+
+    def release(self, prefix: ipaddress.IPv6Network) -> None:
+        index = (int(prefix.network_address) >> 64) - self._base
+        if self._used.pop(index, None) is not None:
+            self._released.append(index)

@@ -54,7 +54,17 @@ the I/O layer sends header and payload as two iovecs, so payloads are never copi
 Routes (for what the TUN device gives us): :meth:`DataPath.route_batch` finds the session of
 each IP packet by its destination address (``route_by="destination"``, an LNS: each subscriber
 address is a session) or by its source address (``route_by="source"``, a LAC that originates
-many sessions over one TUN device, each with its own IPCP-assigned address).
+many sessions over one TUN device, each with its own IPCP-assigned address). An IPv4 route is
+one address (a /32). An IPv6 route is a /64 prefix, the first 8 octets: an LNS gives each
+subscriber a /64 announced by Router Advertisement, and the subscriber picks its own interface
+identifiers in it (RFC 4862 5.5.3, RFC 5072), so :meth:`DataPath.route_add` and
+:meth:`DataPath.route_del` take a 16-octet address and ignore its last 8 octets, and a packet
+is looked up by the top 64 bits of its address.
+
+A session's own TUN device (:meth:`DataPath.set_tun`): what the session delivers to a TUN
+device goes to that descriptor instead of the Forwarder's device (a LAC acting as a plain L2TP
+client, one device per session as pppd's pppN). A Forwarder with ``receive_udp=False`` reads
+such a device and sends what it reads into the session its route finds.
 """
 
 from __future__ import annotations
@@ -113,6 +123,7 @@ class _Session:
     target_index: int
     flags: int
     source: bytes | None = None  # set_source: the IPv4 address its TUN packets must come from
+    tun_fd: int = -1  # set_tun: its own TUN device; -1: the Forwarder's
     tx_ns: int = 0
     rx_started: bool = False
     rx_expected: int = 0
@@ -183,6 +194,8 @@ class DataPath:
             raise ValueError(f"the session table is full ({self.max_sessions} sessions)")
         if not 1 <= local_tunnel_id <= 0xFFFF or not 1 <= local_session_id <= 0xFFFF:
             raise ValueError("tunnel and session IDs are 1..65535")
+        if target not in (SessionTarget.PPP, SessionTarget.TUN, SessionTarget.SWITCH):
+            raise ValueError(f"target is a SessionTarget (0, 1 or 2), not {target}")
         slot = self._free_slots.pop()
         self._sessions[slot] = _Session(
             local_tunnel_id,
@@ -248,6 +261,24 @@ class DataPath:
         if session is None:
             raise ValueError(f"slot {slot} is empty")
         return session.source
+
+    def set_tun(self, slot: int, fd: int) -> None:
+        """Write this session's packets for a TUN device to ``fd``, its own TUN device, rather than
+        to the Forwarder's; -1 goes back to the Forwarder's. The caller keeps ``fd`` open until it
+        sets -1 or removes the session."""
+        if not -1 <= fd <= 0x7FFFFFFF:
+            raise ValueError(f"fd is a file descriptor (0 or more) or -1, not {fd}")
+        self._used(slot).tun_fd = fd
+
+    def get_tun(self, slot: int) -> int:
+        """The session's own TUN descriptor (``set_tun``), or -1 when it uses the Forwarder's."""
+        return self._used(slot).tun_fd
+
+    def _used(self, slot: int) -> _Session:
+        session = self._sessions[slot] if 0 <= slot < self.max_sessions else None
+        if session is None:
+            raise ValueError(f"slot {slot} is empty")
+        return session
 
     def session_count(self) -> int:
         return len(self._by_ids)
@@ -537,16 +568,22 @@ class DataPath:
     # --- routes: an address to its session, for what the TUN device gives us -----------------
 
     def route_add(self, address: bytes, slot: int) -> None:
-        """Packets to (``route_by="source"``: from) ``address`` (4 or 16 octets) go to the
-        session in ``slot``."""
+        """Packets to (``route_by="source"``: from) ``address`` go to the session in ``slot``.
+
+        ``address`` is an IPv4 address (4 octets, a /32) or an IPv6 address (16 octets) whose
+        /64 is routed: the last 8 octets (the interface identifier) are ignored, because the
+        subscriber picks its own identifiers in the prefix it was given (RFC 4862 5.5.3).
+        """
         if len(address) not in (4, 16):
             raise ValueError("an IPv4 or IPv6 address: 4 or 16 octets")
-        if self._sessions[slot] is None:
-            raise ValueError(f"slot {slot} is empty")
-        self._routes[bytes(address)] = slot
+        self._used(slot)
+        self._routes[_route_key(address)] = slot
 
     def route_del(self, address: bytes) -> bool:
-        return self._routes.pop(bytes(address), None) is not None
+        """Remove the route of ``address`` (an IPv6 address removes its /64); False if none."""
+        if len(address) not in (4, 16):
+            return False
+        return self._routes.pop(_route_key(address), None) is not None
 
     def route_batch(
         self, buf: Any, offsets: Any, lengths: Any, slots: npt.NDArray[Any], count: int = -1
@@ -566,10 +603,15 @@ class DataPath:
                 slot = self._routes.get(bytes(data[at : at + 4]), slot)
             elif length >= 40 and data[start] >> 4 == 6:
                 at = start + self._route_offset6
-                slot = self._routes.get(bytes(data[at : at + 16]), slot)
+                slot = self._routes.get(bytes(data[at : at + 8]), slot)  # the /64
             slots[i] = slot
             found += slot != 0xFFFFFFFF
         return found
+
+
+def _route_key(address: bytes) -> bytes:
+    """The key of a route: an IPv4 address whole, an IPv6 address's /64 (its first 8 octets)."""
+    return bytes(address[:8])
 
 
 def _spoofed(packet: memoryview, protocol: int, source: bytes) -> bool:

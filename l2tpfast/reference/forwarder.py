@@ -2,10 +2,13 @@
 
 Same constructor, ``run``, ``run_once``, ``handoff`` and ``stats`` as the compiled loop, over a
 :class:`l2tpfast.reference.dataplane.DataPath`: ``recvmsg`` per datagram into a batch, the
-reference ``process``, ``write`` per TUN packet, ``sendmsg`` per datagram; TUN packets find their
-session with ``route_batch`` (by destination or by source address, as the DataPath's ``route_by``
-says). It is the baseline the forwarding benchmark compares the compiled loop with, and shows
-the rules without C.
+reference ``process``, ``write`` per TUN packet (to the session's own TUN device when
+``DataPath.set_tun`` gave it one, else to the Forwarder's), ``sendmsg`` per datagram; TUN packets
+find their session with ``route_batch`` (by destination or by source address, as the DataPath's
+``route_by`` says). A Forwarder made with ``receive_udp=False`` reads its TUN device only (the
+reader of one session's own device): it sends on the UDP socket it shares with the main loops,
+never receives from it, and never releases held packets (they are the receive side's). It is the
+baseline the forwarding benchmark compares the compiled loop with, and shows the rules without C.
 """
 
 from __future__ import annotations
@@ -46,15 +49,25 @@ class Forwarder:
     """The forwarding loop of one UDP socket (and TUN fd) over a reference DataPath."""
 
     def __init__(
-        self, path: DataPath, udp_fd: int, tun_fd: int = -1, batch: int = 64, raw: bool = False
+        self,
+        path: DataPath,
+        udp_fd: int,
+        tun_fd: int = -1,
+        batch: int = 64,
+        raw: bool = False,
+        *,
+        receive_udp: bool = True,
     ) -> None:
         if not 1 <= batch <= 1024:
             raise ValueError("batch is 1..1024")
+        if not receive_udp and tun_fd < 0:
+            raise ValueError("a Forwarder that does not receive UDP reads a TUN device: give tun_fd")
         self.path = path
         self.udp_fd = udp_fd
         self.tun_fd = tun_fd
         self.batch = batch
         self.raw = raw  # L2TP over IP: no ports; a raw IPv4 socket delivers the IP header
+        self.receive_udp = receive_udp
         self.handoff: Callable[[list[Any]], None] | None = None
         self.stats = np.zeros(len(FORWARDER_STATS), dtype=np.uint64)
         # A socket object over the same descriptor, for recvmsg/sendmsg (never closed here).
@@ -71,20 +84,28 @@ class Forwarder:
         self.stats[_STAT[name]] += n
 
     def run(self, stop_fd: int, idle_timeout: float = 0.1) -> None:
-        fds = [stop_fd, self.udp_fd] + ([self.tun_fd] if self.tun_fd >= 0 else [])
+        """Forward until ``stop_fd`` becomes readable; polls only what this loop reads."""
+        fds = [stop_fd]
+        fds += [self.udp_fd] if self.receive_udp else []
+        fds += [self.tun_fd] if self.tun_fd >= 0 else []
         while True:
             timeout = idle_timeout
-            if self.path.held_count():
+            if self.receive_udp and self.path.held_count():
                 timeout = min(timeout, self.path.reorder_timeout / 2)
             ready, _, _ = select.select(fds, [], [], timeout)
             if stop_fd in ready:
                 return
-            self._step(self.udp_fd in ready, self.tun_fd >= 0 and self.tun_fd in ready)
+            self._step(self.receive_udp and self.udp_fd in ready, self.tun_fd >= 0 and self.tun_fd in ready)
 
     def run_once(self, udp: bool = True, tun: bool = True) -> int:
         return self._step(udp, tun and self.tun_fd >= 0)
 
     def _step(self, udp: bool, tun: bool) -> int:
+        if not self.receive_udp:
+            # A TUN reader: the socket and the held packets are the main loops'.
+            if tun:
+                self._receive_tun()
+            return 0
         now = time.monotonic()
         n = 0
         if udp:
@@ -149,10 +170,13 @@ class Forwarder:
             action = int(row["action"])
             payload = self._payload(row, buf)
             if action == DeliveryAction.TUN:
+                # The session's own device (DataPath.set_tun), else ours.
+                fd = self.path.get_tun(int(row["slot"]))
+                fd = self.tun_fd if fd < 0 else fd
                 try:
-                    if self.tun_fd < 0:
+                    if fd < 0:
                         raise OSError("no TUN device")
-                    os.write(self.tun_fd, payload)
+                    os.write(fd, payload)
                     self._count("tun_tx")
                 except OSError:
                     self._count("tun_errors")

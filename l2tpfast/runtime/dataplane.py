@@ -88,6 +88,10 @@ class DataPlane:
         self._threads: list[threading.Thread] = []
         self._stop_fd = -1
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._batch = batch
+        #: Per-session TUN readers (a LAC's ``session_tun``): fd -> (forwarder, thread, stop fd).
+        self._readers: dict[int, tuple[Forwarder, threading.Thread, int]] = {}
+        self._retired = np.zeros(len(FORWARDER_STATS), dtype=np.uint64)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -112,7 +116,45 @@ class DataPlane:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.on_items, items)
 
+    def add_tun_reader(self, tun: TunDevice) -> None:
+        """A loop of its own that reads a per-session TUN device and sends on the first socket.
+
+        It never reads the socket (``receive_udp=False``): the main loops own the receive side
+        and write that session's packets to its device (``DataPath.set_tun``).
+        """
+        fw = Forwarder(
+            self.path, self.transports[0].fileno(), tun.fileno(), self._batch, False, receive_udp=False
+        )
+        stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        thread = threading.Thread(
+            target=self._run_reader, args=(fw, stop_fd), name=f"l2tpfast-{tun.name}", daemon=True
+        )
+        thread.start()
+        self._readers[tun.fileno()] = (fw, thread, stop_fd)
+
+    def remove_tun_reader(self, tun: TunDevice, timeout: float = 5.0) -> None:
+        entry = self._readers.pop(tun.fileno(), None)
+        if entry is None:
+            return
+        fw, thread, stop_fd = entry
+        os.eventfd_write(stop_fd, 1)
+        thread.join(timeout)
+        os.close(stop_fd)
+        self._retired += fw.stats
+
+    def _run_reader(self, fw: Forwarder, stop_fd: int) -> None:
+        try:
+            fw.run(stop_fd)
+        except Exception:  # pragma: no cover - a loop that dies must say so, not vanish
+            log.exception("TUN reader loop stopped")
+
     def stop(self, timeout: float = 5.0) -> None:
+        for fd in list(self._readers):
+            fw, thread, stop_fd = self._readers.pop(fd)
+            os.eventfd_write(stop_fd, 1)
+            thread.join(timeout)
+            os.close(stop_fd)
+            self._retired += fw.stats
         if self._stop_fd >= 0:
             os.eventfd_write(self._stop_fd, 1)
         for thread in self._threads:
@@ -124,7 +166,7 @@ class DataPlane:
 
     def stats(self) -> dict[str, int]:
         """The loops' counters, summed."""
-        total = np.zeros(len(FORWARDER_STATS), dtype=np.uint64)
-        for fw in self.forwarders:
+        total = self._retired.copy()
+        for fw in [*self.forwarders, *(r[0] for r in self._readers.values())]:
             total += fw.stats
         return {name: int(v) for name, v in zip(FORWARDER_STATS, total, strict=True)}

@@ -172,7 +172,7 @@ class ControlNode:
         )
         if self.config.ppp is not None:
             self._start_subscribers(path)
-        self.dataplane = DataPlane(
+        dataplane = DataPlane(
             path,
             transports,
             tun=self.tun,
@@ -180,11 +180,15 @@ class ControlNode:
             on_items=self._on_items,
             socket_buffer=dp_config.socket_buffer,
         )
+        self.dataplane = dataplane
+        if self.subscribers is not None:
+            self.subscribers.dataplane = dataplane
         self.dataplane.start(self._loop)
         self._activity_task = self._loop.create_task(self._activity())
         log.info("data plane: %d thread(s), batch %d", dp_config.threads, dp_config.batch)
 
     def _start_subscribers(self, path: Any) -> None:
+        """PPP on every session; the data plane is handed over once it exists (``dataplane``)."""
         from l2tpfast.runtime.subscribers import Subscribers
 
         ppp, lns = self.config.ppp, self.config.lns
@@ -211,6 +215,8 @@ class ControlNode:
             close_session=close_session,
             now=lambda: self.now,
             backend=backend,
+            session_tun=self.config.lac.session_tun if self.config.lac is not None else None,
+            mtu=self.config.dataplane.mtu if self.config.dataplane is not None else 1500,
         )
         self.subscribers.start()
 

@@ -26,12 +26,12 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Network
 from typing import Any
 
 import numpy as np
 
-from l2tpfast.aaa.pool import AddressPool
+from l2tpfast.aaa.pool import AddressPool, PrefixPool
 from l2tpfast.config import LnsConfig, PppConfig
 from l2tpfast.control.events import SessionClosed, SessionEstablished
 from l2tpfast.ppp.auth import AuthBackend, AuthDecision, AuthSettings
@@ -53,6 +53,14 @@ from l2tpfast.wire.constants import CDNResult, SessionFlag
 log = logging.getLogger("l2tpfast.ppp")
 
 SessionKey = tuple[int, int]  # (local_tunnel_id, local_session_id)
+
+#: Router Advertisements (RFC 4861 6.2.1, 6.2.4): the first RA_INITIAL_COUNT at RA_INITIAL_INTERVAL
+#: (a subscriber's stack may not be listening yet when IPv6CP opens), then every RA_INTERVAL; the
+#: router lifetime outlasts three intervals.
+RA_INITIAL_COUNT = 3
+RA_INITIAL_INTERVAL = 4.0
+RA_INTERVAL = 600.0
+RA_ROUTER_LIFETIME = 1800
 
 
 class AllowAll:
@@ -112,6 +120,12 @@ class Subscriber:
     peer_route: IPv4Address | None = None
     #: Client: LCP waits for the LNS's first frame or its acknowledgement of our ICCN.
     waiting: bool = False
+    #: Server: the subscriber's IPv6 /64, and when the next Router Advertisement is due.
+    prefix: IPv6Network | None = None
+    ra_sent: int = 0
+    ra_next: float | None = None
+    #: Client with ``[lac] session_tun``: the session's own TUN device.
+    tun: Any = None
     username: str | None = None
 
 
@@ -156,6 +170,9 @@ class Subscribers:
         close_session: Callable[[int, int, int, str], None],
         now: Callable[[], float],
         backend: AuthBackend | None = None,
+        session_tun: str | None = None,
+        dataplane: Any = None,
+        mtu: int = 1500,
     ) -> None:
         self.server = server
         self.ppp = ppp
@@ -171,6 +188,12 @@ class Subscribers:
         if server and lns is not None and lns.pool:
             exclude = [lns.local_address] if lns.local_address is not None else []
             self.pool = AddressPool(lns.pool, exclude=exclude, key="lns.pool")
+        self.prefix_pool: PrefixPool | None = None
+        if server and lns is not None and lns.ipv6_pool is not None:
+            self.prefix_pool = PrefixPool(lns.ipv6_pool)
+        self.session_tun = session_tun
+        self.dataplane = dataplane
+        self.mtu = mtu
         self.ip = IpCommands()
         self.by_key: dict[SessionKey, Subscriber] = {}
         self.by_slot: dict[int, Subscriber] = {}
@@ -189,6 +212,7 @@ class Subscribers:
             "frames_in": 0,
             "frames_out": 0,
             "frames_unknown_session": 0,
+            "router_advertisements": 0,
         }
         self._headers = np.zeros((1, 64), dtype=np.uint8)
         self._header_lengths = np.zeros(1, dtype=np.uint8)
@@ -205,6 +229,8 @@ class Subscribers:
             for first, last in self.pool.ranges:
                 for net in ipaddress.summarize_address_range(IPv4Address(first), IPv4Address(last)):
                     self.ip.add(f"route replace {net} dev {self.tun.name}")
+        if self.prefix_pool is not None and self.tun is not None:
+            self.ip.add(f"route replace {self.prefix_pool.network} dev {self.tun.name}")
 
     def stop(self) -> None:
         if self._timer_handle is not None:
@@ -290,7 +316,12 @@ class Subscribers:
         sub = self.by_key.get(key)
         if sub is None:
             return None
-        return {**sub.link.status(), "address": str(sub.address) if sub.address else None}
+        return {
+            **sub.link.status(),
+            "address": str(sub.address) if sub.address else None,
+            "prefix": str(sub.prefix) if sub.prefix else None,
+            "tun": sub.tun.name if sub.tun is not None else None,
+        }
 
     # --- the links' outputs ------------------------------------------------------------------
 
@@ -346,7 +377,12 @@ class Subscribers:
                 event.message,
             )
         elif isinstance(event, NetworkUp):
-            self._network_up(sub, event)
+            try:
+                self._network_up(sub, event)
+            except OSError as exc:
+                # A TUN device or route the host refused: this session cannot carry traffic.
+                log.error("session %d:%d cannot be set up: %s", tid, sid, exc)
+                self._close_session(tid, sid, CDNResult.TEMPORARY_NO_FACILITIES, "no TUN device or route")
         elif isinstance(event, NetworkDown):
             log.info("session %d:%d PPP %s down", tid, sid, Protocol(event.protocol).name)
         elif isinstance(event, LinkClosed):
@@ -399,7 +435,7 @@ class Subscribers:
             flags |= SessionFlag.PFC
         self.path.set_flags(sub.slot, flags)
         if event.protocol != Protocol.IPCP:
-            log.info("session %d:%d PPP IPv6CP up", tid, sid)
+            self._ipv6_up(sub, event)
             return
         self.counters["links_up"] += 1
         if self.server:
@@ -413,6 +449,12 @@ class Subscribers:
             if self.pool is None or not self.pool.contains(address):
                 self.ip.add(f"route replace {address}/32 dev {self.tun.name}")
                 sub.kernel_route = True
+        elif self.session_tun is not None:
+            address = event.local_address
+            if address is None:
+                return
+            sub.address = address
+            self._own_tun(sub, address, event.peer_address)
         else:
             address = event.local_address
             if address is None:
@@ -436,7 +478,84 @@ class Subscribers:
             event.peer_address, ",".join(map(str, event.dns)) or "-",
         )  # fmt: skip
 
+    def _own_tun(self, sub: Subscriber, address: IPv4Address, peer: IPv4Address | None) -> None:
+        """A TUN device for this session alone (``[lac] session_tun``), as pppd's pppN."""
+        from l2tpfast.runtime.tun import TunDevice
+
+        assert self.session_tun is not None and self.dataplane is not None
+        device = TunDevice.open(self.session_tun, mtu=min(self.mtu, self.link_mru(sub)))
+        try:
+            device.up([f"{address}/32"])
+            if peer is not None:
+                device.add_route(f"{peer}/32", append=True)
+        except OSError:
+            device.close()
+            raise
+        sub.tun = device
+        self.path.route_add(address.packed, sub.slot)
+        self.path.set_tun(sub.slot, device.fileno())
+        self.dataplane.add_tun_reader(device)
+        log.info("session %d:%d TUN device %s", *sub.key, device.name)
+
+    @staticmethod
+    def link_mru(sub: Subscriber) -> int:
+        """The largest IP packet the peer takes (its MRU, RFC 1661 6.1)."""
+        return int(sub.link.lcp.peer_options.mru)
+
+    def _ipv6_up(self, sub: Subscriber, event: NetworkUp) -> None:
+        """IPv6CP is up: the server gives the subscriber its /64 by Router Advertisement."""
+        tid, sid = sub.key
+        log.info(
+            "session %d:%d PPP IPv6CP up local=%s peer=%s",
+            tid, sid, (event.local_identifier or b"").hex(), (event.peer_identifier or b"").hex(),
+        )  # fmt: skip
+        if not self.server or self.prefix_pool is None or sub.prefix is not None:
+            return
+        prefix = self.prefix_pool.allocate(sub.key)
+        if prefix is None:
+            self.counters["pool_exhausted"] += 1
+            log.warning("session %d:%d IPv6 pool exhausted: no prefix", tid, sid)
+            return
+        sub.prefix = prefix
+        self.path.route_add(prefix.network_address.packed, sub.slot)  # the fast path keys on the /64
+        self._send_ra(sub, self._now())
+        log.info("session %d:%d IPv6 prefix %s", tid, sid, prefix)
+
+    def _send_ra(self, sub: Subscriber, now: float) -> None:
+        """RFC 4861 6.2.4: a few Router Advertisements at first, then one every RA_INTERVAL."""
+        from l2tpfast.ppp.ra import build_router_advertisement
+
+        ipv6cp = sub.link.ipv6cp
+        if sub.prefix is None or ipv6cp is None or ipv6cp.local_identifier is None:
+            return
+        packet = build_router_advertisement(
+            source_identifier=ipv6cp.local_identifier,
+            prefix=sub.prefix,
+            router_lifetime=RA_ROUTER_LIFETIME,
+            mtu=min(self.mtu, self.link_mru(sub)),
+            dns=self.lns.ipv6_dns if self.lns is not None else (),
+        )
+        self._send_frame(sub, Protocol.IPV6, packet)
+        sub.ra_sent += 1
+        self.counters["router_advertisements"] += 1
+        sub.ra_next = now + (RA_INITIAL_INTERVAL if sub.ra_sent < RA_INITIAL_COUNT else RA_INTERVAL)
+        self._seq += 1
+        heapq.heappush(self._timers, (sub.ra_next, self._seq, sub.key))
+        self._arm()
+
     def _release(self, sub: Subscriber) -> None:
+        if sub.prefix is not None:
+            self.path.route_del(sub.prefix.network_address.packed)
+            if self.prefix_pool is not None:
+                self.prefix_pool.release(sub.prefix)
+            sub.prefix = None
+        sub.ra_next = None
+        if sub.tun is not None:
+            if self.dataplane is not None:
+                self.dataplane.remove_tun_reader(sub.tun)
+            self.path.set_tun(sub.slot, -1)
+            sub.tun.close()
+            sub.tun = None
         if sub.routed and sub.address is not None:
             self.path.route_del(sub.address.packed)
         if sub.kernel_route and sub.address is not None and self.tun is not None:
@@ -482,6 +601,8 @@ class Subscribers:
             if sub is not None:
                 due[key] = sub
         for sub in due.values():
+            if sub.ra_next is not None and sub.ra_next <= now:
+                self._send_ra(sub, now)
             when = sub.link.get_timer()
             if when is not None and when <= now:
                 sub.link.handle_timer(now)

@@ -120,9 +120,13 @@ class TunDevice:
     def set_mtu(self, mtu: int) -> None:
         self._ip("link", "set", "dev", self.name, "mtu", str(mtu))
 
-    def add_route(self, prefix: str) -> None:
-        """Route `prefix` ("198.51.100.0/24", "2001:db8:1::/48") into this device."""
-        self._ip("route", "add", prefix, "dev", self.name)
+    def add_route(self, prefix: str, *, append: bool = False) -> None:
+        """Route `prefix` ("198.51.100.0/24", "2001:db8:1::/48") into this device.
+
+        ``append`` adds the route beside others for the same prefix on other devices (several
+        PPP sessions with one peer address, each on its own device), as `ip route append` does.
+        """
+        self._ip("route", "append" if append else "add", prefix, "dev", self.name)
 
     def del_route(self, prefix: str) -> None:
         self._ip("route", "del", prefix, "dev", self.name)

@@ -3,8 +3,11 @@
 Each behaviour test runs against both (STYLE.md 8). The differential test feeds both the same
 seeded streams (in order, reordered, duplicated, lost; with and without S, O and P; malformed;
 unknown sessions; wrong peers; control messages; IP packets with the subscriber's source, a
-spoofed one, or no whole header, while ``set_source`` turns the check on and off) and asserts
-the same deliveries in the same order, the same bytes, and the same counters.
+spoofed one, or no whole header, while ``set_source`` turns the check on and off and ``set_tun``
+moves a session to its own TUN device and back) and asserts the same deliveries in the same order,
+the same bytes, and the same counters. A second one routes the same random packets through both
+route tables while routes come and go: IPv4 addresses exact, IPv6 /64 prefixes with random
+interface identifiers inside (its session) and outside (no session) every routed /64.
 """
 
 from __future__ import annotations
@@ -357,7 +360,16 @@ def _stream(rng: random.Random, n: int) -> list[tuple[bytes, Any]]:
 
 def _snapshot(dp: Any, rows_out: list[tuple]) -> tuple:
     sources = [dp.get_source(dp.lookup(5, s)) for s in (6, 7)]
-    return (rows_out, dp.counters.tobytes(), dp.drops.tolist(), dp.held_count(), dp.session_count(), sources)
+    tuns = [dp.get_tun(dp.lookup(5, s)) for s in (6, 7)]
+    return (
+        rows_out,
+        dp.counters.tobytes(),
+        dp.drops.tolist(),
+        dp.held_count(),
+        dp.session_count(),
+        sources,
+        tuns,
+    )
 
 
 def _play(cls: type, stream: list[tuple[bytes, Any]], rng: random.Random, window: int) -> tuple:
@@ -386,6 +398,8 @@ def _play(cls: type, stream: list[tuple[bytes, Any]], rng: random.Random, window
             dp.add_session(5, 6, 50, 60, address(*PEER4), target=SessionTarget.TUN)
         if rng.random() < 0.2:
             dp.set_source(dp.lookup(5, rng.choice([6, 6, 7])), rng.choice(SOURCES))
+        if rng.random() < 0.1:
+            dp.set_tun(dp.lookup(5, rng.choice([6, 7])), rng.choice([-1, 0, 9]))
     return _snapshot(dp, rows)
 
 
@@ -396,3 +410,95 @@ def test_compiled_and_reference_agree(seed: int, window: int) -> None:
     compiled = _play(l2tpfast._dataplane.DataPath, stream, random.Random(seed + 1), window)
     reference = _play(ref.DataPath, stream, random.Random(seed + 1), window)
     assert compiled == reference, f"seed {seed}, window {window}"
+
+
+# --- differential: routes, IPv4 /32 and IPv6 /64 --------------------------------------------------
+
+ROUTE_SESSIONS = 6
+V4_POOL = [bytes([10, 9, 0, n]) for n in range(8)]
+V6_PREFIXES = [bytes.fromhex(f"20010db80000{n:04x}") for n in range(8)]  # 2001:db8:0:n::/64
+V6_OUTSIDE = [bytes.fromhex("20010db800000008"), bytes.fromhex("20010db800010000"), bytes(8)]
+
+
+def _iid(rng: random.Random) -> bytes:
+    return rng.choice([bytes(7) + b"\x01", b"\xff" * 8, rng.randbytes(8)])
+
+
+def _route_packet(rng: random.Random, route_by: str) -> tuple[bytes, bytes | None]:
+    """A packet and the route key (IPv4 address or IPv6 /64) its routed address has, if any."""
+    other4, other6 = bytes([198, 51, 100, 1]), bytes.fromhex("20010db8ffff") + bytes(9) + b"\x01"
+    kind = rng.random()
+    if kind < 0.4:
+        v4 = rng.choice([*V4_POOL, bytes([10, 9, 0, 200]), rng.randbytes(4)])
+        src, dst = (v4, other4) if route_by == "source" else (other4, v4)
+        packet = b"\x45" + bytes(11) + src + dst + rng.randbytes(rng.randrange(0, 8))
+        key: bytes | None = v4
+    elif kind < 0.9:
+        prefix = rng.choice(V6_PREFIXES + V6_OUTSIDE)
+        v6 = prefix + _iid(rng)
+        src, dst = (v6, other6) if route_by == "source" else (other6, v6)
+        packet = b"\x60" + bytes(7) + src + dst + rng.randbytes(rng.randrange(0, 8))
+        key = prefix
+    else:
+        packet = rng.randbytes(rng.randrange(0, 60))
+        key = None
+    if rng.random() < 0.08:
+        packet = packet[: rng.randrange(0, len(packet) + 1)]
+    version = packet[0] >> 4 if packet else 0
+    if not (version == 4 and len(packet) >= 20) and not (version == 6 and len(packet) >= 40):
+        key = None
+    return packet, key
+
+
+def _play_routes(cls: type, seed: int, route_by: str) -> list[tuple]:
+    rng = random.Random(seed)
+    dp = cls(16, route_by=route_by)
+    ids = list(range(1, ROUTE_SESSIONS + 1))
+    for sid in ids:
+        dp.add_session(5, sid, 50, sid, address(*PEER4), target=SessionTarget.TUN)
+    model: dict[bytes, int] = {}  # what the routes should be: IPv4 address or /64 -> slot
+    log: list[tuple] = []
+    for _ in range(120):
+        op = rng.random()
+        if op < 0.35:
+            slot = dp.lookup(5, rng.choice(ids))
+            if rng.random() < 0.5:
+                v4 = rng.choice(V4_POOL)
+                dp.route_add(v4, slot)
+                model[v4] = slot
+            else:
+                prefix = rng.choice(V6_PREFIXES)
+                dp.route_add(prefix + _iid(rng), slot)  # the identifier is ignored
+                model[prefix] = slot
+        elif op < 0.5:
+            key = rng.choice(V4_POOL + V6_PREFIXES)
+            address16 = key if len(key) == 4 else key + _iid(rng)
+            deleted = dp.route_del(address16)
+            assert deleted == (model.pop(key, None) is not None)
+            log.append(("del", deleted))
+        elif op < 0.56:
+            sid = rng.choice(ids)
+            slot = dp.lookup(5, sid)
+            dp.remove_session(5, sid)  # its routes go with it
+            model = {k: v for k, v in model.items() if v != slot}
+            dp.add_session(5, sid, 50, sid, address(*PEER4), target=SessionTarget.TUN)
+        else:
+            packets = [_route_packet(rng, route_by) for _ in range(rng.randrange(1, 12))]
+            buf = np.frombuffer(b"".join(p for p, _ in packets) or b"\0", dtype=np.uint8)
+            lengths = np.array([len(p) for p, _ in packets], dtype=np.uint32)
+            offsets = np.zeros(len(packets), dtype=np.uint32)
+            offsets[1:] = np.cumsum(lengths)[:-1]
+            slots = np.zeros(len(packets), dtype=np.uint32)
+            found = dp.route_batch(buf, offsets, lengths, slots)
+            expected = [model.get(key, 0xFFFFFFFF) if key is not None else 0xFFFFFFFF for _, key in packets]
+            assert slots.tolist() == expected, (seed, route_by, packets)
+            log.append(("batch", found, tuple(slots.tolist())))
+    return log
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), route_by=st.sampled_from(["destination", "source"]))
+def test_compiled_and_reference_route_alike(seed: int, route_by: str) -> None:
+    compiled = _play_routes(l2tpfast._dataplane.DataPath, seed, route_by)
+    reference = _play_routes(ref.DataPath, seed, route_by)
+    assert compiled == reference, f"seed {seed}, route_by {route_by}"

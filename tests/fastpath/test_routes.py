@@ -308,7 +308,8 @@ def test_tun_rows_and_spoofed_drops_through_the_forwarder(impl: tuple[Any, Any])
 
 # --- the Forwarder's TUN side routing by source, in a namespace -------------------------------
 
-CLIENTS = (("10.9.0.2", "2001:db8::2"), ("10.9.0.3", "2001:db8::3"))
+# Each client has its own IPv6 /64: an IPv6 route is a /64, whatever the interface identifier.
+CLIENTS = (("10.9.0.2", "2001:db8:0:2::2"), ("10.9.0.3", "2001:db8:0:3::3"))
 REMOTE4, REMOTE6 = "198.51.100.1", "2001:db8:1::1"
 
 

@@ -18,6 +18,8 @@ capture of the tunnel.
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 import textwrap
 import time
@@ -256,3 +258,123 @@ def test_100_ppp_sessions_lac_to_lns(tools: str, pair: lab.NetnsPair, tmp_path: 
     verdict = lab.judge(capture.path, tools)
     assert verdict.problems == [], verdict.table()
     print(f"100 PPP sessions up in {setup_seconds:.1f} s")
+
+
+def test_ipv6cp_prefix_by_router_advertisement(tools: str, pair: lab.NetnsPair, tmp_path: Path) -> None:
+    """IPv6CP, then one /64 per subscriber announced by Router Advertisement (RFC 5072, RFC 4861).
+
+    The LNS sends the RA into the session; our LAC's fast path writes it to its TUN device, where
+    a capture and tshark check it. An address in that /64 then carries ICMPv6 both ways: the LNS's
+    fast path finds the session by the destination's /64, the LAC's by the source's.
+    """
+    users = tmp_path / "users"
+    users.write_text('subscriber "correct horse"\n')
+    lns_text = lns_config(pair.b_addr, users).replace("echo_interval = 1", "echo_interval = 1\nipv6 = true")
+    lns_text += 'ipv6_pool = "2001:db8:100::/56"\nipv6_dns = ["2001:db8::53"]\n'
+    lac_text = lac_config(pair.a_addr, pair.b_addr).replace(
+        "echo_interval = 1", "echo_interval = 1\nipv6 = true"
+    )
+    lac_text = lac_text.replace(f"sessions = {SESSIONS}", "sessions = 2")
+    lns = Ours(pair, pair.b, tmp_path / "lns", lns_text)
+    lac = Ours(pair, pair.a, tmp_path / "lac", lac_text)
+    lac.wait("the TUN device", lambda s: bool(s["dataplane"]["tun"]))
+    tun = lac.status()["dataplane"]["tun"]
+    with lab.Capture(pair, pair.a, tmp_path / "ra.pcap", iface=tun, capture_filter="icmp6") as capture:
+
+        def v6_opened(x: dict[str, Any]) -> bool:
+            return bool(x.get("ppp") and x["ppp"].get("ipv6cp") == "OPENED")
+
+        def v6_up(s: dict[str, Any]) -> bool:
+            up = [x for x in sessions_of(s) if v6_opened(x)]
+            return len(up) == 2 and all(x["ppp"].get("prefix") for x in up)
+
+        lns_up = lns.wait("IPv6CP up with a prefix", v6_up, timeout=20)
+        lac.wait("IPv6CP up at the LAC", lambda s: sum(v6_opened(x) for x in sessions_of(s)) == 2)
+        prefixes = sorted(x["ppp"]["prefix"] for x in sessions_of(lns_up))
+        assert len(set(prefixes)) == 2 and all(
+            p.startswith("2001:db8:100:") and p.endswith("/64") for p in prefixes
+        )
+        # The first RA may go out before tcpdump runs; the second round (RA_INITIAL_INTERVAL later)
+        # is surely captured.
+        lns.wait("RAs sent", lambda s: s["dataplane"]["ppp"]["router_advertisements"] >= 4, timeout=15)
+        time.sleep(0.5)
+        capture.stop()
+    out = subprocess.run(
+        [tools, "-r", str(capture.path), "-Y", "icmpv6.type == 134", "-T", "fields",
+         "-e", "icmpv6.opt.prefix", "-e", "ipv6.hlim", "-e", "icmpv6.opt.rdnss"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    seen = {line.split("\t")[0] for line in out.splitlines() if line}
+    assert {p.split("/")[0] for p in prefixes} <= seen, out
+    assert all(
+        line.split("\t")[1] == "255" and "2001:db8::53" in line for line in out.splitlines() if line
+    ), out
+    verdict = lab.judge(capture.path, tools)
+    assert verdict.problems == [], verdict.table()
+
+    # ICMPv6 through the first session, from an address in its /64.
+    session = next(x for x in sessions_of(lns_up) if x["ppp"]["prefix"] == prefixes[0])
+    lac_session = next(
+        x for x in sessions_of(lac.status()) if x["peer_session_id"] == session["local_session_id"]
+    )
+    lac_tunnel = lac.status()["tunnels"][0]["local_tunnel_id"]
+    mine = prefixes[0].split("/")[0] + "2"
+    pair.run(pair.a, "ip", "-6", "addr", "add", f"{mine}/128", "dev", tun, "nodad")
+    lac.ctl("route-add", str(lac_tunnel), str(lac_session["local_session_id"]), mine)
+    pair.run(pair.b, "ip", "-6", "addr", "add", "2001:db8:ffff::1/128", "dev", "lo")
+    pair.run(pair.a, "ip", "-6", "route", "add", "2001:db8:ffff::1/128", "dev", tun)
+    ping = pair.run(pair.a, "ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-I", mine,
+                    "2001:db8:ffff::1", check=False)  # fmt: skip
+    assert ping.returncode == 0, ping.stdout + ping.stderr + lac.log()[-2000:]
+    ping = pair.run(pair.b, "ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-I", "2001:db8:ffff::1",
+                    mine, check=False)  # fmt: skip
+    assert ping.returncode == 0, ping.stdout + ping.stderr + lns.log()[-2000:]
+
+
+def test_lac_session_tun_devices(tools: str, pair: lab.NetnsPair, tmp_path: Path) -> None:
+    """``[lac] session_tun``: each session its own TUN device (pppd's ppp0), traffic through each."""
+    users = tmp_path / "users"
+    users.write_text('subscriber "correct horse"\n')
+    lns = Ours(pair, pair.b, tmp_path / "lns", lns_config(pair.b_addr, users))
+    lac_text = lac_config(pair.a_addr, pair.b_addr).replace(
+        f"sessions = {SESSIONS}", 'sessions = 3\nsession_tun = "ppp%d"'
+    )
+    lac = Ours(pair, pair.a, tmp_path / "lac", lac_text)
+    lac_up = lac.wait("3 sessions up", lambda s: len(up_addresses(s)) == 3, timeout=20)
+    lns.wait("3 sessions up at the LNS", lambda s: len(up_addresses(s)) == 3)
+    links = pair.run(pair.a, "ip", "-o", "-4", "addr", "show").stdout
+    for session in sessions_of(lac_up):
+        address = session["ppp"]["address"]
+        device = session["ppp"]["tun"]
+        assert device.startswith("ppp") and re.search(rf"\b{device}\s+inet {address}/32", links), links
+        ping = pair.run(
+            pair.a, "ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", "-I", device, LNS_ADDRESS, check=False
+        )
+        assert ping.returncode == 0, ping.stdout + ping.stderr + lac.log()[-2000:]
+        ping = pair.run(pair.b, "ping", "-n", "-c", "2", "-i", "0.2", "-W", "2", address, check=False)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+    lac.ctl("close-tunnel", str(lac_up["tunnels"][0]["local_tunnel_id"]))
+    lac.wait("sessions gone", lambda s: not sessions_of(s))
+    time.sleep(0.3)
+    left = pair.run(pair.a, "ip", "-o", "link", "show").stdout
+    assert "ppp" not in left, left
+
+
+def test_duplicate_logins_refused_when_configured(tools: str, pair: lab.NetnsPair, tmp_path: Path) -> None:
+    """``[lns] duplicate_logins = false``: a second session of one user is refused (CDN), counted."""
+    users = tmp_path / "users"
+    users.write_text('subscriber "correct horse"\n')
+    lns = Ours(pair, pair.b, tmp_path / "lns", lns_config(pair.b_addr, users) + "duplicate_logins = false\n")
+    lac_text = lac_config(pair.a_addr, pair.b_addr).replace(f"sessions = {SESSIONS}", "sessions = 3")
+    lac = Ours(pair, pair.a, tmp_path / "lac", lac_text)
+    status = lns.wait("two refused", lambda s: s["dataplane"]["ppp"]["duplicate_logins_refused"] == 2)
+    lns_final = lns.wait("one left", lambda s: len(sessions_of(s)) == 1 and len(up_addresses(s)) == 1)
+    lac.wait("one left at the LAC", lambda s: len(sessions_of(s)) == 1 and len(up_addresses(s)) == 1)
+    assert status["dataplane"]["ppp"]["auth_accepted"] == 1
+    assert lns_final["dataplane"]["ppp"]["pool"]["in_use"] == 1
+    text = subprocess.run(
+        [sys.executable, "-m", "l2tpfast", "status", "-s", str(lns.sock)],
+        capture_output=True, text=True, timeout=10, check=True,
+    ).stdout  # fmt: skip
+    assert re.search(r"PPP network user=subscriber 10\.100\.0\.\d+", text), text
+    assert "PPP links network=1, logins accepted 1, refused 2" in text and "pool 1/253" in text, text

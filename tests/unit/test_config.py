@@ -170,6 +170,28 @@ def test_ppp_lac_config_has_credentials_and_hides_the_password() -> None:
         (_with(PPP_LNS, "lns", users_file=None), "lns.users_file", "auth = []"),
         (_with(PPP_LNS, "dataplane", tun=""), "ppp", "TUN"),
         ({k: v for k, v in PPP_LNS.items() if k != "ppp"}, "lns", "[ppp]"),
+        (_with(PPP_LNS, "lns", ipv6_pool="2001:db8::/96"), "lns.ipv6_pool", "/64"),
+        (_with(PPP_LNS, "lns", ipv6_pool="10.0.0.0/8"), "lns.ipv6_pool", "IPv6 prefix"),
+        (
+            _with(_with(PPP_LNS, "ppp", ipv6=False), "lns", ipv6_pool="2001:db8::/48"),
+            "lns.ipv6_pool",
+            "ipv6 = true",
+        ),
+        (_with(PPP_LNS, "lns", ipv6_dns=["192.0.2.1"]), "lns.ipv6_dns", "IPv6"),
+        (
+            {
+                "node": {"role": "lac"},
+                "lac": {"lns": "192.0.2.2", "session_tun": "ppp%d"},
+                "dataplane": {"tun": "t"},
+            },
+            "lac.session_tun",
+            "[ppp]",
+        ),
+        (
+            {"node": {"role": "lac"}, "lac": {"lns": "192.0.2.2", "session_tun": "x" * 16}},
+            "lac.session_tun",
+            "15",
+        ),
     ],
 )
 def test_ppp_config_errors_name_the_key(doc: dict[str, object], key: str, words: str) -> None:

@@ -51,3 +51,18 @@ def test_bad_ranges_name_the_key(spec: str) -> None:
 def test_empty_pool_is_an_error() -> None:
     with pytest.raises(ConfigError):
         AddressPool([])
+
+
+def test_ipv6_prefix_pool_hands_out_64s() -> None:
+    from ipaddress import IPv6Network as N
+
+    from l2tpfast.aaa.pool import PrefixPool
+
+    pool = PrefixPool(N("2001:db8:100::/62"))
+    assert pool.size == 3  # the first /64 stays the operator's
+    got = [pool.allocate(i) for i in range(4)]
+    assert got == [N("2001:db8:100:1::/64"), N("2001:db8:100:2::/64"), N("2001:db8:100:3::/64"), None]
+    pool.release(N("2001:db8:100:2::/64"))
+    assert pool.in_use == 2 and pool.allocate("x") == N("2001:db8:100:2::/64")
+    with pytest.raises(ConfigError):
+        PrefixPool(N("2001:db8::/80"))
