@@ -135,6 +135,8 @@ class DataplaneConfig:
     #: Receive and send buffer of each data-plane socket, octets: the kernel's default (208 KiB)
     #: overflows in a burst while a loop is busy with the TUN device.
     socket_buffer: int = 4 * 1024 * 1024
+    #: Packets the TUN device queues for the loop to read (txqueuelen; the kernel's is 500).
+    tun_queue: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +491,7 @@ def _dataplane(table: Any) -> DataplaneConfig | None:
         ("reorder_timeout", 0 < config.reorder_timeout <= 10, "seconds, above 0 and up to 10"),
         ("mtu", 576 <= config.mtu <= 9000, "576..9000"),
         ("socket_buffer", 65536 <= config.socket_buffer <= 1 << 30, "octets, 65536..1073741824"),
+        ("tun_queue", 16 <= config.tun_queue <= 1 << 20, "packets, 16..1048576"),
     ):
         if not ok:
             raise ConfigError(f"dataplane.{key}", f"{getattr(config, key)!r} is out of range", hint)

@@ -160,7 +160,7 @@ class ControlNode:
             )
         if dp_config.tun:
             self.tun = TunDevice.open(dp_config.tun, mtu=dp_config.mtu)
-            self.tun.up(list(dp_config.tun_addresses))
+            self.tun.up(list(dp_config.tun_addresses), queue=dp_config.tun_queue)
             log.info("TUN device %s up %s", self.tun.name, " ".join(dp_config.tun_addresses))
         path = DataPath(
             dp_config.max_sessions,
@@ -217,6 +217,7 @@ class ControlNode:
             backend=backend,
             session_tun=self.config.lac.session_tun if self.config.lac is not None else None,
             mtu=self.config.dataplane.mtu if self.config.dataplane is not None else 1500,
+            tun_queue=self.config.dataplane.tun_queue if self.config.dataplane is not None else 0,
         )
         self.subscribers.start()
 

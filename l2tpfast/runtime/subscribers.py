@@ -173,6 +173,7 @@ class Subscribers:
         session_tun: str | None = None,
         dataplane: Any = None,
         mtu: int = 1500,
+        tun_queue: int = 0,
     ) -> None:
         self.server = server
         self.ppp = ppp
@@ -194,6 +195,7 @@ class Subscribers:
         self.session_tun = session_tun
         self.dataplane = dataplane
         self.mtu = mtu
+        self.tun_queue = tun_queue
         self.ip = IpCommands()
         self.by_key: dict[SessionKey, Subscriber] = {}
         self.by_slot: dict[int, Subscriber] = {}
@@ -485,7 +487,7 @@ class Subscribers:
         assert self.session_tun is not None and self.dataplane is not None
         device = TunDevice.open(self.session_tun, mtu=min(self.mtu, self.link_mru(sub)))
         try:
-            device.up([f"{address}/32"])
+            device.up([f"{address}/32"], queue=self.tun_queue)
             if peer is not None:
                 device.add_route(f"{peer}/32", append=True)
         except OSError:

@@ -108,8 +108,14 @@ class TunDevice:
     def closed(self) -> bool:
         return self._fd < 0
 
-    def up(self, addresses: Sequence[str] = ()) -> None:
-        """Bring the link up and add `addresses` ("10.0.0.1/24", "2001:db8::1/64")."""
+    def up(self, addresses: Sequence[str] = (), *, queue: int = 0) -> None:
+        """Bring the link up and add `addresses` ("10.0.0.1/24", "2001:db8::1/64").
+
+        ``queue``: the device's transmit queue in packets (what the host has routed into it and
+        we have not read yet); the kernel's 500 overflows in a burst while a loop is sending.
+        """
+        if queue:
+            self._ip("link", "set", "dev", self.name, "txqueuelen", str(queue))
         self._ip("link", "set", "dev", self.name, "up")
         for address in addresses:
             # nodad: a TUN has no neighbours to ask, and a tentative address cannot be bound for
