@@ -504,7 +504,22 @@ def _yes(value: bool) -> str:
     return "yes" if value else "no"
 
 
-class Xl2tpd:
+class PeerProcess:
+    """A peer daemon of the lab: a context manager that stops it on exit, also on failure."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class Xl2tpd(PeerProcess):
     """xl2tpd 1.3.18 in a namespace, as LAC (``lac``) or LNS (``lns``), in the foreground (-D).
 
     Its log (stdout and stderr: with -D it logs there) is ``log_path``. pppd, which xl2tpd starts
@@ -642,14 +657,6 @@ class Xl2tpd:
             *cls._common(challenge=challenge, hidden=hidden, hello=hello, workdir=workdir),
         ]
         return cls(pair, ns, conf="\n".join(lines) + "\n", secret=secret, workdir=workdir, lac_name=name)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -59,8 +59,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import lab
 
@@ -93,7 +92,7 @@ def _quoted(value: str, what: str) -> str:
     return f'"{value}"'
 
 
-class FreeRadius:
+class FreeRadius(lab.PeerProcess):
     """FreeRADIUS 3 in the foreground (-X) in namespace ``ns``, with a private config directory.
 
     The system configuration (/etc/freeradius/3.0) is copied into a temp dir and the copy is
@@ -178,14 +177,6 @@ class FreeRadius:
         self.users_path.unlink()
         self.users_path.write_text("\n".join(lines) + "\n")
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -224,7 +215,7 @@ class FreeRadius:
         shutil.rmtree(self.workdir if self._own_workdir else self.raddb, ignore_errors=True)
 
 
-class L2tpns:
+class L2tpns(lab.PeerProcess):
     """l2tpns 2.4.1 as the LNS in namespace ``ns`` of ``pair``, authenticating through RADIUS.
 
     ``tun`` is its TUN device (tun0 in a fresh namespace), ``log_path`` its log file (``log()``
@@ -313,14 +304,6 @@ class L2tpns:
         if match is None:
             raise lab.LabError(f"l2tpns named no TUN device:\n{self.log()[-2000:]}")
         return match[1]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def log(self) -> str:
         """What it printed before opening its log file, then the log file."""

@@ -48,3 +48,28 @@ def require_ipv6_loopback() -> None:
             s.bind(("::1", 0))
     except OSError as exc:
         require(False, f"no IPv6 loopback here: {exc}")
+
+
+def run_in_new_netns(prefix: str, command: list[str], why: str, timeout: float = 60.0) -> str:
+    """Run ``command`` in a namespace made for it (and deleted after); fail unless it exits 0.
+
+    Needs `ip` and root (see require_tool/require_root). Returns the command's stdout.
+    """
+    import subprocess
+
+    require_tool("ip", why)
+    require_root(why)
+    ns = f"{prefix}-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        result = subprocess.run(
+            ["ip", "netns", "exec", ns, *command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tools import require_root, require_tool
+from tools import run_in_new_netns
 
 import l2tpfast._dataplane as compiled
 import l2tpfast.reference.dataplane as refdp
@@ -214,24 +213,11 @@ TUN_SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize("which", sorted(IMPLS))
 def test_tun_paths_in_a_namespace(which: str, tmp_path: Path) -> None:
-    require_tool("ip", "a network namespace for the TUN test")
-    require_root("a namespace and a TUN device")
-    ns = f"l2f-fw-{os.getpid()}-{which}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        script = tmp_path / "tun_paths.py"
-        tests_dir = str(Path(__file__).resolve().parents[1])
-        script.write_text(TUN_SCRIPT.format(tests=tests_dir, impl=which))
-        result = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, str(script)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stdout.startswith("ok 10 10"), result.stdout
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+    script = tmp_path / "tun_paths.py"
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    script.write_text(TUN_SCRIPT.format(tests=tests_dir, impl=which))
+    out = run_in_new_netns(f"l2f-fw-{which}", [sys.executable, str(script)], "a namespace and a TUN device")
+    assert out.startswith("ok 10 10"), out
 
 
 def test_garbage_never_stops_the_loop(impl: tuple[Any, Any]) -> None:

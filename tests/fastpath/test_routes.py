@@ -16,7 +16,6 @@ Forwarder check that runs inside the namespace.
 from __future__ import annotations
 
 import ipaddress
-import os
 import select
 import socket
 import subprocess
@@ -388,23 +387,14 @@ def tun_source_routing(which: str) -> None:
 
 @pytest.mark.parametrize("which", sorted(IMPLS))
 def test_tun_side_routes_by_source_in_a_namespace(which: str) -> None:
-    from tools import require_root, require_tool
+    from tools import run_in_new_netns
 
-    require_tool("ip", "a network namespace for the TUN test")
-    require_root("a namespace and a TUN device")
-    ns = f"l2f-src-{os.getpid()}-{which}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        result = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, str(Path(__file__).resolve()), "TUN_SOURCE", which],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stdout.strip().endswith("ok"), result.stdout
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+    out = run_in_new_netns(
+        f"l2f-src-{which}",
+        [sys.executable, str(Path(__file__).resolve()), "TUN_SOURCE", which],
+        "a namespace and a TUN device",
+    )
+    assert out.strip().endswith("ok"), out
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["TUN_SOURCE"]:

@@ -604,23 +604,14 @@ def session_tun(which: str) -> None:
 
 @pytest.mark.parametrize("which", sorted(IMPLS))
 def test_a_session_tun_device_in_a_namespace(which: str) -> None:
-    from tools import require_root, require_tool
+    from tools import run_in_new_netns
 
-    require_tool("ip", "a network namespace for the TUN test")
-    require_root("a namespace and TUN devices")
-    ns = f"l2f-stun-{os.getpid()}-{which}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    try:
-        result = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, str(Path(__file__).resolve()), "SESSION_TUN", which],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stdout.strip().endswith("ok"), result.stdout
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+    out = run_in_new_netns(
+        f"l2f-stun-{which}",
+        [sys.executable, str(Path(__file__).resolve()), "SESSION_TUN", which],
+        "a namespace and TUN devices",
+    )
+    assert out.strip().endswith("ok"), out
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["SESSION_TUN"]:

@@ -19,6 +19,7 @@ capture of the tunnel.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -378,3 +379,38 @@ def test_duplicate_logins_refused_when_configured(tools: str, pair: lab.NetnsPai
     ).stdout  # fmt: skip
     assert re.search(r"PPP network user=subscriber 10\.100\.0\.\d+", text), text
     assert "PPP links network=1, logins accepted 1, refused 2" in text and "pool 1/253" in text, text
+
+
+def test_lcp_keepalive_failure_ends_the_session(tools: str, pair: lab.NetnsPair, tmp_path: Path) -> None:
+    """A subscriber that stops answering LCP Echo-Requests loses its session (CDN, RFC 1661 5.8).
+
+    The LAC is frozen with SIGSTOP: after echo_failure (3) unanswered requests a second apart the
+    LNS sends CDN (result 1, loss of carrier), frees the address and counts the failure.
+    """
+    users = tmp_path / "users"
+    users.write_text('subscriber "correct horse"\n')
+    lns = Ours(
+        pair,
+        pair.b,
+        tmp_path / "lns",
+        lns_config(pair.b_addr, users).replace("echo_failure = 5", "echo_failure = 3"),
+    )
+    lac_text = lac_config(pair.a_addr, pair.b_addr).replace(f"sessions = {SESSIONS}", "sessions = 1")
+    lac = Ours(pair, pair.a, tmp_path / "lac", lac_text)
+    lns.wait("PPP up", lambda s: len(up_addresses(s)) == 1)
+    with lab.Capture(pair, pair.b, tmp_path / "capture.pcap") as capture:
+        lac.proc.send_signal(signal.SIGSTOP)
+        try:
+            status = lns.wait(
+                "the session ended by keepalive", lambda s: s["dataplane"]["ppp"]["keepalive_failures"] == 1
+            )
+            status = lns.wait("no session left", lambda s: not sessions_of(s))
+        finally:
+            lac.proc.send_signal(signal.SIGCONT)
+        time.sleep(0.3)
+        capture.stop()
+    assert status["dataplane"]["ppp"]["pool"]["in_use"] == 0
+    closed = [e for e in status["events"] if e["event"] == "SessionClosed"]
+    assert closed and closed[-1]["result_code"] == 1 and "keepalive" in (closed[-1]["message"] or ""), closed
+    verdict = lab.judge(capture.path, tools)
+    assert "CDN" in verdict.messages_from(pair.b_addr), verdict.table()

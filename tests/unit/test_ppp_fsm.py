@@ -7,6 +7,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ppplayer import RecordingLayer
 
 from l2tpfast.errors import PppError
 from l2tpfast.ppp.constants import Code, LcpOption, Protocol
@@ -88,31 +89,6 @@ SEND_CODE = {
     Action.SER: Code.ECHO_REPLY,
 }
 CALLBACK = {Action.TLU: "up", Action.TLD: "down", Action.TLS: "started", Action.TLF: "finished"}
-
-
-class RecordingLayer:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
-        self.failures: list[str] = []
-        self.rejected: list[int] = []
-
-    def this_layer_up(self, protocol: int, now: float) -> None:
-        self.calls.append(("up", protocol))
-
-    def this_layer_down(self, protocol: int, now: float) -> None:
-        self.calls.append(("down", protocol))
-
-    def this_layer_started(self, protocol: int, now: float) -> None:
-        self.calls.append(("started", protocol))
-
-    def this_layer_finished(self, protocol: int, now: float) -> None:
-        self.calls.append(("finished", protocol))
-
-    def link_failed(self, protocol: int, reason: str, now: float) -> None:
-        self.failures.append(reason)
-
-    def protocol_rejected(self, rejected_protocol: int, now: float) -> None:
-        self.rejected.append(rejected_protocol)
 
 
 class ScriptedHandler:

@@ -6,6 +6,7 @@ import random
 import struct
 
 import pytest
+from ppplayer import RecordingLayer
 
 from l2tpfast.ppp.constants import AuthMethod, Code, LcpOption, Protocol
 from l2tpfast.ppp.frame import Option, Packet, build_options, build_packet, parse_options, parse_packet
@@ -17,32 +18,6 @@ from l2tpfast.ppp.lcp import (
     build_auth_option,
     parse_auth_option,
 )
-
-
-class RecordingLayer:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
-        self.failures: list[str] = []
-        self.rejected: list[int] = []
-
-    def this_layer_up(self, protocol: int, now: float) -> None:
-        self.calls.append(("up", protocol))
-
-    def this_layer_down(self, protocol: int, now: float) -> None:
-        self.calls.append(("down", protocol))
-
-    def this_layer_started(self, protocol: int, now: float) -> None:
-        self.calls.append(("started", protocol))
-
-    def this_layer_finished(self, protocol: int, now: float) -> None:
-        self.calls.append(("finished", protocol))
-
-    def link_failed(self, protocol: int, reason: str, now: float) -> None:
-        self.failures.append(reason)
-
-    def protocol_rejected(self, rejected_protocol: int, now: float) -> None:
-        self.rejected.append(rejected_protocol)
-
 
 DEFAULTS = LcpSettings()
 

@@ -6,36 +6,13 @@ import random
 from ipaddress import IPv4Address
 
 import pytest
+from ppplayer import RecordingLayer
 
 from l2tpfast.ppp.constants import Code, IpcpOption, Ipv6cpOption, Protocol
 from l2tpfast.ppp.frame import Option, Packet, build_options, parse_options, parse_packet
 from l2tpfast.ppp.fsm import Automaton, FsmSettings, State
 from l2tpfast.ppp.ipcp import Ipcp, IpcpSettings
 from l2tpfast.ppp.ipv6cp import Ipv6cp, Ipv6cpSettings, new_identifier
-
-
-class RecordingLayer:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, int]] = []
-
-    def this_layer_up(self, protocol: int, now: float) -> None:
-        self.calls.append(("up", protocol))
-
-    def this_layer_down(self, protocol: int, now: float) -> None:
-        self.calls.append(("down", protocol))
-
-    def this_layer_started(self, protocol: int, now: float) -> None:
-        self.calls.append(("started", protocol))
-
-    def this_layer_finished(self, protocol: int, now: float) -> None:
-        self.calls.append(("finished", protocol))
-
-    def link_failed(self, protocol: int, reason: str, now: float) -> None:
-        raise AssertionError(f"NCPs never fail the link: {reason}")
-
-    def protocol_rejected(self, rejected_protocol: int, now: float) -> None:
-        raise AssertionError("NCPs never see Protocol-Reject")
-
 
 A = IPv4Address
 SERVER_ADDR, CLIENT_ADDR = A("10.0.0.1"), A("10.0.0.2")
@@ -47,7 +24,7 @@ DEFAULT_FSM = FsmSettings()
 
 def ipcp(settings: IpcpSettings, fsm: FsmSettings = DEFAULT_FSM) -> tuple[Ipcp, list[tuple[int, bytes]]]:
     outbox: list[tuple[int, bytes]] = []
-    return Ipcp(RecordingLayer(), outbox, settings, fsm), outbox
+    return Ipcp(RecordingLayer(fail_on_link_failed=True), outbox, settings, fsm), outbox
 
 
 def start(automaton: Automaton) -> None:
@@ -252,7 +229,9 @@ V6_DEFAULTS = Ipv6cpSettings()
 
 def ipv6cp(settings: Ipv6cpSettings = V6_DEFAULTS, seed: int = 0) -> tuple[Ipv6cp, list]:
     outbox: list[tuple[int, bytes]] = []
-    return Ipv6cp(RecordingLayer(), outbox, settings, rand=random.Random(seed).randbytes), outbox
+    return Ipv6cp(
+        RecordingLayer(fail_on_link_failed=True), outbox, settings, rand=random.Random(seed).randbytes
+    ), outbox
 
 
 def test_ipv6cp_random_identifiers_negotiate() -> None:
