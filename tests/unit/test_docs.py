@@ -18,3 +18,13 @@ def test_every_row_is_in_the_doc() -> None:
     for _, _, table in MACHINES:
         for (state, event), (action, new_state) in table.items():
             assert f"| {state.value} | {event.value} | {action.value} | {new_state.value} |" in text
+
+
+def test_ppp_automaton_doc_is_current() -> None:
+    from l2tpfast.ppp import doc
+    from l2tpfast.ppp.fsm import TRANSITIONS
+
+    path = DOC.parent / "ppp-automaton.md"
+    text = doc.render()
+    assert path.read_text() == text, "run: python -m l2tpfast.ppp.doc > docs/ppp-automaton.md"
+    assert text.count("\n| ") - 1 == len(TRANSITIONS)  # one row a cell (less the header row)
