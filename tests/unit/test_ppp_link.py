@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from l2tpfast.aaa.users import UsersFile
 from l2tpfast.control.events import ProxyInfo
@@ -408,3 +410,47 @@ def test_options_codec_round_trip_and_bad_length() -> None:
     with pytest.raises(PppError):
         parse_packet(b"\x01\x01\x00\x09\x00")
     assert parse_packet(b"\x09\x01\x00\x08abcdPAD").data == b"abcd"  # RFC 1661 5: padding ignored
+
+
+# --- bad input never escapes the link ---------------------------------------------------------
+
+PROTOCOLS = [
+    Protocol.LCP,
+    Protocol.PAP,
+    Protocol.CHAP,
+    Protocol.IPCP,
+    Protocol.IPV6CP,
+    Protocol.CCP,
+    0x0021,
+    0x8281,
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(PROTOCOLS), st.binary(max_size=64), st.floats(min_value=0, max_value=5)),
+        max_size=30,
+    ),
+    st.booleans(),
+)
+def test_random_frames_never_raise_and_every_output_parses(
+    frames: list[tuple[int, bytes, float]], server: bool
+) -> None:
+    settings_ = server_settings(ipv6cp=True) if server else client_settings(ipv6cp=True)
+    link = PppLink(settings_, server=server, rand=rand_of(9))
+    link.start(0.0)
+    now = 0.0
+    for protocol, info, dt in frames:
+        now += dt
+        link.receive(protocol, info, now)
+        t = link.get_timer()
+        if t is not None and t <= now:
+            link.handle_timer(now)
+        while (event := link.next_event()) is not None:
+            if isinstance(event, AuthenticationRequested):
+                link.complete_authentication(AuthDecision(False, "no"), now)
+        for out_protocol, out_info in link.frames_to_send():
+            assert out_protocol in (Protocol.LCP, Protocol.PAP, Protocol.CHAP, Protocol.IPCP, Protocol.IPV6CP)
+            parse_packet(out_info)  # every packet we emit is well formed
+    assert isinstance(link.phase, Phase)
