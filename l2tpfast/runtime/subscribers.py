@@ -362,12 +362,10 @@ class Subscribers:
         elif isinstance(event, Authenticated):
             sub.username = event.username or sub.username
             log.info(
-                "session %d:%d PPP authenticated %s user=%r",
-                tid,
-                sid,
-                "to peer" if event.local else "peer",
-                event.username,
-            )
+                "session %d:%d PPP authenticated %s user=%r method=%s",
+                tid, sid, "to peer" if event.local else "peer", event.username,
+                event.method.name if event.method is not None else "proxy",
+            )  # fmt: skip
         elif isinstance(event, AuthenticationFailed):
             if not event.local:
                 self.counters["auth_rejected"] += 1

@@ -333,16 +333,20 @@ def test_ipv6cp_prefix_by_router_advertisement(tools: str, pair: lab.NetnsPair, 
 
 
 def test_lac_session_tun_devices(tools: str, pair: lab.NetnsPair, tmp_path: Path) -> None:
-    """``[lac] session_tun``: each session its own TUN device (pppd's ppp0), traffic through each."""
+    """``[lac] session_tun``: each session its own TUN device (pppd's ppp0), traffic through each.
+    The LNS asks for MS-CHAPv2 here (RFC 2759), so that method too runs between real daemons."""
     users = tmp_path / "users"
     users.write_text('subscriber "correct horse"\n')
-    lns = Ours(pair, pair.b, tmp_path / "lns", lns_config(pair.b_addr, users))
+    lns_text = lns_config(pair.b_addr, users).replace('auth = ["chap", "pap"]', 'auth = ["mschapv2"]')
+    lns = Ours(pair, pair.b, tmp_path / "lns", lns_text)
     lac_text = lac_config(pair.a_addr, pair.b_addr).replace(
         f"sessions = {SESSIONS}", 'sessions = 3\nsession_tun = "ppp%d"'
     )
     lac = Ours(pair, pair.a, tmp_path / "lac", lac_text)
     lac_up = lac.wait("3 sessions up", lambda s: len(up_addresses(s)) == 3, timeout=20)
-    lns.wait("3 sessions up at the LNS", lambda s: len(up_addresses(s)) == 3)
+    lns_up = lns.wait("3 sessions up at the LNS", lambda s: len(up_addresses(s)) == 3)
+    assert lns_up["dataplane"]["ppp"]["auth_accepted"] == 3
+    assert lns.log().count("method=MSCHAPV2") == 3 and lac.log().count("method=MSCHAPV2") == 3
     links = pair.run(pair.a, "ip", "-o", "-4", "addr", "show").stdout
     for session in sessions_of(lac_up):
         address = session["ppp"]["address"]
@@ -389,15 +393,14 @@ def test_lcp_keepalive_failure_ends_the_session(tools: str, pair: lab.NetnsPair,
     """
     users = tmp_path / "users"
     users.write_text('subscriber "correct horse"\n')
-    lns = Ours(
-        pair,
-        pair.b,
-        tmp_path / "lns",
-        lns_config(pair.b_addr, users).replace("echo_failure = 5", "echo_failure = 3"),
-    )
+    # PAP here, so each method runs between real daemons in this file.
+    lns_text = lns_config(pair.b_addr, users).replace("echo_failure = 5", "echo_failure = 3")
+    lns_text = lns_text.replace('auth = ["chap", "pap"]', 'auth = ["pap"]')
+    lns = Ours(pair, pair.b, tmp_path / "lns", lns_text)
     lac_text = lac_config(pair.a_addr, pair.b_addr).replace(f"sessions = {SESSIONS}", "sessions = 1")
     lac = Ours(pair, pair.a, tmp_path / "lac", lac_text)
     lns.wait("PPP up", lambda s: len(up_addresses(s)) == 1)
+    assert "peer user='subscriber' method=PAP" in lns.log()
     with lab.Capture(pair, pair.b, tmp_path / "capture.pcap") as capture:
         lac.proc.send_signal(signal.SIGSTOP)
         try:
