@@ -106,6 +106,7 @@ class ControlNode:
         self.subscribers: Any = None  # runtime.subscribers.Subscribers when [ppp] is configured
         self._ppp_starts: list[tuple[SessionEstablished, int, str | None]] = []
         self._ppp_connected: list[tuple[int, int]] = []
+        self.started_at = 0.0
         self._rx_seen: dict[int, int] = {}
         self._activity_task: asyncio.Task[None] | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=1000)
@@ -139,6 +140,7 @@ class ControlNode:
                 os.unlink(path)
             self._server = await asyncio.start_unix_server(self._serve_client, path=path)
         lac = self.config.lac
+        self.started_at = self.now  # loop time = time.monotonic(): comparable across processes
         if lac is not None:
             for _ in range(lac.sessions):
                 self.endpoint.open_session((lac.lns, lac.lns_port), self.now)
@@ -484,7 +486,12 @@ class ControlNode:
         if cmd == "status":
             result = ep.status()
             host, port = self.transport.local_address if self.transport else ("", 0)
-            result["node"] = {"role": self.config.role, "listen": f"{host}:{port}", "pid": os.getpid()}
+            result["node"] = {
+                "role": self.config.role,
+                "listen": f"{host}:{port}",
+                "pid": os.getpid(),
+                "started_at": self.started_at,
+            }
             if self.dataplane is not None:
                 result["dataplane"] = self._dataplane_status(result)
             result["events"] = list(self.events)[-int(request.get("events", 50)) :]

@@ -203,6 +203,8 @@ class Subscribers:
         #: LAC: per-call credentials given with ``ctl open-session --username``, until the call is up.
         self.credentials: dict[SessionKey, tuple[str, str]] = {}
         self._peer_routes: dict[IPv4Address, int] = {}
+        #: When the last link reached IPCP Opened (loop time, time.monotonic()): setup rates.
+        self.last_up_at: float | None = None
         self.counters = {
             "links_started": 0,
             "links_up": 0,
@@ -309,7 +311,12 @@ class Subscribers:
         links: dict[str, int] = {}
         for sub in self.by_key.values():
             links[sub.link.phase.value] = links.get(sub.link.phase.value, 0) + 1
-        out: dict[str, Any] = {"links": links, **self.counters, "ip_batch_errors": self.ip.errors}
+        out: dict[str, Any] = {
+            "links": links,
+            **self.counters,
+            "ip_batch_errors": self.ip.errors,
+            "last_up_at": self.last_up_at,
+        }
         if self.pool is not None:
             out["pool"] = {"size": self.pool.size, "in_use": self.pool.in_use}
         return out
@@ -438,6 +445,7 @@ class Subscribers:
             self._ipv6_up(sub, event)
             return
         self.counters["links_up"] += 1
+        self.last_up_at = self._now()
         if self.server:
             address = event.peer_address
             if address is None:
