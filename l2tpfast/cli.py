@@ -98,12 +98,13 @@ def _run(config_path: str, log_level: str | None) -> int:
     import asyncio
     import logging
 
-    from l2tpfast.config import load_config
+    from l2tpfast.config import check_files, load_config
     from l2tpfast.errors import ConfigError
     from l2tpfast.runtime.node import ControlNode
 
     try:
         config = load_config(config_path)
+        check_files(config)
     except ConfigError as exc:
         print(f"l2tpfast: config error: {exc}", file=sys.stderr)
         return 2
@@ -114,6 +115,9 @@ def _run(config_path: str, log_level: str | None) -> int:
     node = ControlNode(config)
     try:
         asyncio.run(node.run())
+    except ConfigError as exc:
+        print(f"l2tpfast: config error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"l2tpfast: {exc}", file=sys.stderr)
         return 1
@@ -121,11 +125,12 @@ def _run(config_path: str, log_level: str | None) -> int:
 
 
 def _check_config(path: str) -> int:
-    from l2tpfast.config import load_config
+    from l2tpfast.config import check_files, load_config
     from l2tpfast.errors import ConfigError
 
     try:
         config = load_config(path)
+        check_files(config)
     except ConfigError as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 2

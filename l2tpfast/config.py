@@ -498,6 +498,15 @@ def _dataplane(table: Any) -> DataplaneConfig | None:
     return config
 
 
+def check_files(config: NodeConfig) -> None:
+    """Read the files the configuration names (the users file), so that a mistake in one is a
+    ConfigError at start, naming the file, the line and the fix, and not at the first login."""
+    if config.lns is not None and config.lns.users_file is not None:
+        from l2tpfast.aaa.users import UsersFile
+
+        UsersFile.load(config.lns.users_file)
+
+
 def load_config(path: str | Path) -> NodeConfig:
     """Read and check a TOML configuration file."""
     try:

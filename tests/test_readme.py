@@ -29,10 +29,14 @@ def test_decode_example_runs() -> None:
     assert out.returncode == 0 and out.stdout.startswith("HELLO"), out.stdout + out.stderr
 
 
-def test_example_configs_are_valid() -> None:
-    examples = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.toml"))
+def test_example_configs_are_valid(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent / "examples"
+    examples = sorted(root.glob("*.toml"))
     assert len(examples) >= 2
-    for path in examples:
+    for original in examples:
+        # check-config reads the users file too: point the example at examples/users.
+        path = tmp_path / original.name
+        path.write_text(original.read_text().replace("/etc/l2tpfast/users", str(root / "users")))
         out = subprocess.run(
             [sys.executable, "-m", "l2tpfast", "check-config", str(path)],
             capture_output=True,
@@ -48,3 +52,28 @@ def test_example_users_file_loads() -> None:
 
     users = UsersFile.load(Path(__file__).resolve().parent.parent / "examples" / "users")
     assert len(users) == 2 and "alice" in users and "bob" in users
+
+
+def test_check_config_reads_the_users_file(tmp_path: Path) -> None:
+    """A missing users file, or a bad line in it, is a config error naming the file (and line)."""
+    root = Path(__file__).resolve().parent.parent / "examples"
+    config = tmp_path / "lns.toml"
+    users = tmp_path / "users"
+    config.write_text((root / "lns-ppp.toml").read_text().replace("/etc/l2tpfast/users", str(users)))
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "l2tpfast", "check-config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    out = check()
+    assert out.returncode == 2 and str(users) in out.stderr, out.stderr
+    users.write_text('alice "wonder land"\nbob builder not-an-address\n')
+    out = check()
+    assert out.returncode == 2 and f"{users}:2" in out.stderr, out.stderr
+    users.write_text('alice "wonder land"\n')
+    assert check().returncode == 0
