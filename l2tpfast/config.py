@@ -350,13 +350,17 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
     )
 
 
-def _address_list(key: str, value: Any) -> tuple[ipaddress.IPv4Address, ...]:
+def _address_list(key: str, value: Any, version: int = 4) -> tuple[Any, ...]:
+    """A list of IPv4 (or, with ``version=6``, IPv6) addresses."""
+    kind, example = (
+        (ipaddress.IPv4Address, "192.0.2.53") if version == 4 else (ipaddress.IPv6Address, "2001:db8::53")
+    )
     out = []
-    for v in _expect(key, value, list, 'a list such as ["192.0.2.53"]'):
+    for v in _expect(key, value, list, f'a list such as ["{example}"]'):
         try:
-            out.append(ipaddress.IPv4Address(_expect(key, v, str)))
+            out.append(kind(_expect(key, v, str)))
         except ValueError:
-            raise ConfigError(key, f"{v!r} is not an IPv4 address", 'e.g. "192.0.2.53"') from None
+            raise ConfigError(key, f"{v!r} is not an IPv{version} address", f'e.g. "{example}"') from None
     return tuple(out)
 
 
@@ -440,15 +444,7 @@ def _lns(table: Any) -> LnsConfig:
             )
         values["ipv6_pool"] = net
     if "ipv6_dns" in table:
-        out = []
-        for v in _expect("lns.ipv6_dns", table["ipv6_dns"], list, 'a list such as ["2001:db8::53"]'):
-            try:
-                out.append(ipaddress.IPv6Address(_expect("lns.ipv6_dns", v, str)))
-            except ValueError:
-                raise ConfigError(
-                    "lns.ipv6_dns", f"{v!r} is not an IPv6 address", 'e.g. "2001:db8::53"'
-                ) from None
-        values["ipv6_dns"] = tuple(out)
+        values["ipv6_dns"] = _address_list("lns.ipv6_dns", table["ipv6_dns"], version=6)
     if "duplicate_logins" in table:
         values["duplicate_logins"] = _expect(
             "lns.duplicate_logins", table["duplicate_logins"], bool, "true or false"

@@ -40,9 +40,22 @@ from ipaddress import IPv4Address
 
 from l2tpfast.control.events import ProxyInfo
 from l2tpfast.errors import PppError
-from l2tpfast.ppp.auth import AuthDecision, AuthSettings, make_authenticator, make_peer, request_from_proxy
-from l2tpfast.ppp.auth.base import Authenticator, AuthRequest, MsChapV2Request, PapRequest, Peer
-from l2tpfast.ppp.constants import AuthMethod, ChapCode, Code, PapCode, Protocol
+from l2tpfast.ppp.auth import (
+    AuthDecision,
+    AuthSettings,
+    make_authenticator,
+    make_peer,
+    method_of,
+    request_from_proxy,
+)
+from l2tpfast.ppp.auth.base import (
+    PROXY_AUTHEN_CHAP,
+    PROXY_AUTHEN_PAP,
+    Authenticator,
+    AuthRequest,
+    Peer,
+)
+from l2tpfast.ppp.constants import ChapCode, Code, PapCode, Protocol
 from l2tpfast.ppp.events import (
     Authenticated,
     AuthenticationFailed,
@@ -52,7 +65,7 @@ from l2tpfast.ppp.events import (
     NetworkUp,
     PppEvent,
 )
-from l2tpfast.ppp.frame import Packet, build_packet, parse_options, parse_packet
+from l2tpfast.ppp.frame import Packet, parse_options, parse_packet
 from l2tpfast.ppp.fsm import Automaton, FsmSettings, State
 from l2tpfast.ppp.ipcp import Ipcp, IpcpSettings
 from l2tpfast.ppp.ipv6cp import Ipv6cp, Ipv6cpSettings
@@ -91,12 +104,6 @@ class LinkSettings:
     password: str = ""
     #: Server: "accept" proxied LCP and authentication (RFC 2661 4.4.5) or "renegotiate".
     proxy: str = "accept"
-
-
-#: RFC 2661 4.4.5 Proxy Authen Type values.
-PROXY_AUTHEN_CHAP = 2
-PROXY_AUTHEN_PAP = 3
-PROXY_AUTHEN_NONE = 4
 
 
 def lcp_options_from_confreq(body: bytes) -> LcpOptions:
@@ -221,11 +228,9 @@ class PppLink:
             return
         self._asked = False
         self.decision = decision
-        if self._proxy_request is not None:
-            self._answer_proxy(decision)
-        elif self.authenticator is not None:
+        if self.authenticator is not None:
             self.authenticator.complete(decision, now)
-        method = self.authenticator.method if self.authenticator is not None else self._proxy_method()
+        method = self.authenticator.method if self.authenticator is not None else None
         username = self.username or ""
         if not decision.accepted:
             self._events.append(AuthenticationFailed(username, method, decision.message, local=False))
@@ -233,7 +238,7 @@ class PppLink:
             return
         self.peer_address = peer_address or decision.framed_address
         self._local_done = True
-        if self.authenticator is not None or self._proxy_request is not None:
+        if self.authenticator is not None:
             self._events.append(Authenticated(username, method, local=False))
         self._maybe_network(now)
 
@@ -385,8 +390,13 @@ class PppLink:
         peer_method = self.lcp.peer_options.auth  # we authenticate to the peer
         if self.server:
             if self._proxy_request is not None:
-                self.username = self._proxy_request.username
-                self._ask(self._proxy_request, proxied=True)
+                # RFC 2661 4.4.5: the LAC challenged the client; its answer is ours to judge, and
+                # the verdict goes to the client with that answer's Identifier.
+                request = self._proxy_request
+                self.authenticator = make_authenticator(method_of(request), self.outbox, self.settings.auth)
+                self.authenticator.adopt(request)
+                self.username = request.username
+                self._ask(request, proxied=True)
             elif local_method is not None:
                 self.authenticator = make_authenticator(
                     local_method, self.outbox, self.settings.auth, self._rand
@@ -424,42 +434,6 @@ class PppLink:
         self._asked = True
         self._events.append(AuthenticationRequested(request, proxied))
 
-    def _proxy_method(self) -> AuthMethod | None:
-        request = self._proxy_request
-        if request is None:
-            return None
-        if isinstance(request, PapRequest):
-            return AuthMethod.PAP
-        if isinstance(request, MsChapV2Request):
-            return AuthMethod.MSCHAPV2
-        return AuthMethod.CHAP_MD5
-
-    def _answer_proxy(self, decision: AuthDecision) -> None:
-        """RFC 2661 4.4.5: the LAC forwarded the client's answer; the LNS sends the verdict."""
-        request = self._proxy_request
-        assert request is not None
-        identifier = request.identifier
-        code: int
-        if isinstance(request, PapRequest):
-            code = PapCode.AUTHENTICATE_ACK if decision.accepted else PapCode.AUTHENTICATE_NAK
-            message = decision.message.encode()[:255]
-            self.outbox.append(
-                (Protocol.PAP, build_packet(code, identifier, bytes((len(message),)) + message))
-            )
-            return
-        code = ChapCode.SUCCESS if decision.accepted else ChapCode.FAILURE
-        if isinstance(request, MsChapV2Request):
-            if decision.accepted:
-                text = f"{decision.authenticator_response or ''} M={decision.message or 'Access granted'}"
-            else:
-                text = (
-                    f"E=691 R=0 C={request.authenticator_challenge.hex().upper()} V=3 M=Authentication failed"
-                )
-            data = text.encode()
-        else:
-            data = decision.message.encode()
-        self.outbox.append((Protocol.CHAP, build_packet(code, identifier, data)))
-
     def _receive_auth(self, protocol: int, information: bytes, now: float) -> None:
         if self.phase not in (Phase.AUTHENTICATE, Phase.NETWORK):
             self.counters["dropped"] += 1  # RFC 1661 3.5: only after LCP is Opened
@@ -474,11 +448,7 @@ class PppLink:
         machine: Authenticator | Peer | None = self.authenticator if to_authenticator else self.auth_peer
         if machine is not None and machine.protocol == protocol:
             machine.receive(information, now)
-        elif (
-            self.lcp.state is State.OPENED
-            and machine is None
-            and not (self._proxy_request is not None and to_authenticator)
-        ):
+        elif self.lcp.state is State.OPENED and machine is None:
             # An authentication protocol nobody negotiated: RFC 1661 5.7.
             self.counters["protocol_rejects_sent"] += 1
             self.lcp.send_protocol_reject(protocol, information)

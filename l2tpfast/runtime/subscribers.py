@@ -48,7 +48,7 @@ from l2tpfast.ppp.events import (
 from l2tpfast.ppp.fsm import FsmSettings
 from l2tpfast.ppp.lcp import LcpSettings
 from l2tpfast.ppp.link import LinkSettings, PppLink
-from l2tpfast.wire.constants import CDNResult, SessionFlag
+from l2tpfast.wire.constants import MAX_DATA_HEADER, CDNResult, SessionFlag
 
 log = logging.getLogger("l2tpfast.ppp")
 
@@ -95,14 +95,6 @@ class IpCommands:
             if proc.returncode:
                 self.errors += 1
                 log.warning("ip -batch: %s", err.decode(errors="replace").strip()[:500])
-
-    async def wait(self, timeout: float = 10.0) -> None:
-        """Until every queued change is applied (tests, shutdown)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while (self._queue or (self._running is not None and not self._running.done())) and (
-            asyncio.get_running_loop().time() < deadline
-        ):
-            await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -218,7 +210,11 @@ class Subscribers:
             "frames_unknown_session": 0,
             "router_advertisements": 0,
         }
-        self._headers = np.zeros((1, 64), dtype=np.uint8)
+        # One frame at a time through DataPath.encapsulate: its arguments, allocated once.
+        self._slots = np.zeros(1, dtype=np.uint32)
+        self._protocols = np.zeros(1, dtype=np.uint32)
+        self._lengths = np.zeros(1, dtype=np.uint32)
+        self._headers = np.zeros((1, MAX_DATA_HEADER), dtype=np.uint8)
         self._header_lengths = np.zeros(1, dtype=np.uint8)
         self._timers: list[tuple[float, int, SessionKey]] = []
         self._timer_handle: asyncio.TimerHandle | None = None
@@ -299,13 +295,6 @@ class Subscribers:
         for sub in touched.values():
             self._pump(sub)
 
-    def close_all(self, reason: str = "Administrative shutdown") -> None:
-        """LCP Terminate-Request on every link (the CDNs follow from the node)."""
-        now = self._now()
-        for sub in list(self.by_key.values()):
-            sub.link.close(now, reason)
-            self._pump(sub)
-
     def status(self) -> dict[str, Any]:
         """Counters and links by phase, for ``l2tpfast status``."""
         links: dict[str, int] = {}
@@ -353,10 +342,10 @@ class Subscribers:
 
     def _send_frame(self, sub: Subscriber, protocol: int, information: bytes) -> None:
         """PPP framing and the L2TP data header from the fast path's session (its Ns when sequenced)."""
-        slots = np.array([sub.slot], dtype=np.uint32)
-        protocols = np.array([protocol], dtype=np.uint32)
-        lengths = np.array([len(information)], dtype=np.uint32)
-        if not self.path.encapsulate(slots, protocols, lengths, self._headers, self._header_lengths):
+        self._slots[0], self._protocols[0], self._lengths[0] = sub.slot, protocol, len(information)
+        if not self.path.encapsulate(
+            self._slots, self._protocols, self._lengths, self._headers, self._header_lengths
+        ):
             return
         header = bytes(self._headers[0, : self._header_lengths[0]])
         self._send(header + information, sub.peer, sub.local)
@@ -452,8 +441,7 @@ class Subscribers:
                 return
             sub.address = address
             self.path.route_add(address.packed, sub.slot)
-            if hasattr(self.path, "set_source"):
-                self.path.set_source(sub.slot, address.packed)
+            self.path.set_source(sub.slot, address.packed)
             if self.pool is None or not self.pool.contains(address):
                 self.ip.add(f"route replace {address}/32 dev {self.tun.name}")
                 sub.kernel_route = True

@@ -15,8 +15,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import dpkit
 import numpy as np
 import pytest
+from dpkit import address
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,22 +28,8 @@ from l2tpfast.wire.constants import MAX_DATA_HEADER, DeliveryAction, DropReason,
 from l2tpfast.wire.dtypes import ADDRESS_DTYPE, DELIVERY_DTYPE, SESSION_COUNTERS_DTYPE
 from l2tpfast.wire.header import build_control_header, build_data_header, parse_header
 
-IMPLS = {"compiled": l2tpfast._dataplane.DataPath, "reference": ref.DataPath}
+IMPLS = {name: pair[0] for name, pair in dpkit.IMPLS.items()}
 PEER4 = ("192.0.2.1", 1701)
-
-
-def address(host: str, port: int) -> Any:
-    a = np.zeros((), dtype=ADDRESS_DTYPE)
-    if ":" in host:
-        import ipaddress
-
-        a["addr"][:] = list(ipaddress.IPv6Address(host).packed)
-        a["family"] = 6
-    else:
-        a["addr"][:4] = [int(x) for x in host.split(".")]
-        a["family"] = 4
-    a["port"] = port
-    return a
 
 
 @pytest.fixture(params=sorted(IMPLS))

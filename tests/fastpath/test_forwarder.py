@@ -18,29 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from dpkit import IMPLS, address
 from tools import run_in_new_netns
 
-import l2tpfast._dataplane as compiled
-import l2tpfast.reference.dataplane as refdp
-import l2tpfast.reference.forwarder as reffw
 from l2tpfast.wire.constants import DropReason, SessionTarget
-from l2tpfast.wire.dtypes import ADDRESS_DTYPE
 from l2tpfast.wire.header import build_control_header, build_data_header, parse_header
-
-IMPLS = {
-    "compiled": (compiled.DataPath, compiled.Forwarder),
-    "reference": (refdp.DataPath, reffw.Forwarder),
-}
-
-
-def address(host: str, port: int) -> Any:
-    a = np.zeros((), dtype=ADDRESS_DTYPE)
-    a["addr"][:4] = [int(x) for x in host.split(".")]
-    a["family"] = 4
-    a["port"] = port
-    return a
 
 
 @pytest.fixture(params=sorted(IMPLS))

@@ -26,18 +26,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dpkit import IMPLS, address, batch, route
 
-import l2tpfast._dataplane as compiled
-import l2tpfast.reference.dataplane as refdp
-import l2tpfast.reference.forwarder as reffw
 from l2tpfast.wire.constants import MAX_DATA_HEADER, DeliveryAction, DropReason, SessionFlag, SessionTarget
 from l2tpfast.wire.dtypes import ADDRESS_DTYPE, DELIVERY_DTYPE
 from l2tpfast.wire.header import build_data_header, parse_header
 
-IMPLS = {
-    "compiled": (compiled.DataPath, compiled.Forwarder),
-    "reference": (refdp.DataPath, reffw.Forwarder),
-}
 PEER4 = ("192.0.2.1", 1701)
 NO_SLOT = 0xFFFFFFFF
 
@@ -45,15 +39,6 @@ NO_SLOT = 0xFFFFFFFF
 @pytest.fixture(params=sorted(IMPLS))
 def impl(request: pytest.FixtureRequest) -> tuple[Any, Any]:
     return IMPLS[request.param]
-
-
-def address(host: str, port: int) -> Any:
-    a = np.zeros((), dtype=ADDRESS_DTYPE)
-    packed = ipaddress.ip_address(host).packed
-    a["addr"][: len(packed)] = list(packed)
-    a["family"] = 4 if len(packed) == 4 else 6
-    a["port"] = port
-    return a
 
 
 def ip4(src: str, dst: str, body: bytes = b"") -> bytes:
@@ -68,22 +53,9 @@ def ip6(src: str, dst: str, body: bytes = b"") -> bytes:
     return head + ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address(dst).packed + body
 
 
-def route(dp: Any, packets: list[bytes]) -> tuple[int, list[int]]:
-    buf = np.frombuffer(b"".join(packets) or b"\0", dtype=np.uint8)
-    lengths = np.array([len(p) for p in packets], dtype=np.uint32)
-    offsets = np.zeros(len(packets), dtype=np.uint32)
-    offsets[1:] = np.cumsum(lengths)[:-1]
-    slots = np.zeros(len(packets), dtype=np.uint32)
-    found = dp.route_batch(buf, offsets, lengths, slots)
-    return found, [int(s) for s in slots]
-
-
 def receive(dp: Any, datagrams: list[bytes], now: float = 0.0) -> list[tuple[int, int, int, bytes]]:
     """Run ``process`` on datagrams from PEER4; (action, slot, protocol, payload) a row."""
-    buf = np.frombuffer(b"".join(datagrams) or b"\0", dtype=np.uint8)
-    lengths = np.array([len(d) for d in datagrams], dtype=np.uint32)
-    offsets = np.zeros(len(datagrams), dtype=np.uint32)
-    offsets[1:] = np.cumsum(lengths)[:-1]
+    buf, offsets, lengths = batch(datagrams)
     sources = np.zeros(len(datagrams), dtype=ADDRESS_DTYPE)
     sources[:] = address(*PEER4)
     out = np.zeros(len(datagrams) * 20 + 8, dtype=DELIVERY_DTYPE)
@@ -230,12 +202,6 @@ def test_a_spoofed_packet_does_not_consume_its_ns(impl: tuple[Any, Any]) -> None
     assert dp.held_count() == 1 and dp.counters[slot]["out_of_order"] == 1
     out = np.zeros(8, dtype=DELIVERY_DTYPE)
     assert dp.release_expired(out, 1.1) == 1 and dp.held_count() == 0
-
-
-def test_memory_per_session_worst_case() -> None:
-    """Just past a power of two the buckets are four a session: still 128 octets at most."""
-    dp = compiled.DataPath(65537)
-    assert dp.memory_per_session() <= 128, dp.memory_per_session()
 
 
 # --- ACFC and PFC on send (RFC 1661 6.5, 6.6) -------------------------------------------------

@@ -29,20 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from dpkit import IMPLS, address, route, stats_of
 
 import l2tpfast._dataplane as compiled
-import l2tpfast.reference.dataplane as refdp
-import l2tpfast.reference.forwarder as reffw
 from l2tpfast.wire.constants import SessionTarget
-from l2tpfast.wire.dtypes import ADDRESS_DTYPE
 from l2tpfast.wire.header import build_data_header, parse_header
 
-IMPLS = {
-    "compiled": (compiled.DataPath, compiled.Forwarder),
-    "reference": (refdp.DataPath, reffw.Forwarder),
-}
 PEER4 = ("192.0.2.1", 1701)
 NO_SLOT = 0xFFFFFFFF
 IP = b"\xff\x03\x00\x21"
@@ -52,15 +45,6 @@ IP6 = b"\xff\x03\x00\x57"
 @pytest.fixture(params=sorted(IMPLS))
 def impl(request: pytest.FixtureRequest) -> tuple[Any, Any]:
     return IMPLS[request.param]
-
-
-def address(host: str, port: int) -> Any:
-    a = np.zeros((), dtype=ADDRESS_DTYPE)
-    packed = ipaddress.ip_address(host).packed
-    a["addr"][: len(packed)] = list(packed)
-    a["family"] = 4 if len(packed) == 4 else 6
-    a["port"] = port
-    return a
 
 
 def _checksum(data: bytes) -> int:
@@ -91,21 +75,6 @@ def udp6(src: str, dst: str, dport: int, payload: bytes, sport: int = 5000) -> b
     udph = struct.pack("!HHHH", sport, dport, length, 0)
     udph = udph[:6] + struct.pack("!H", _checksum(pseudo + udph + payload) or 0xFFFF)
     return struct.pack("!IHBB", 0x60000000, length, 17, 64) + s + d + udph + payload
-
-
-def route(dp: Any, packets: list[bytes]) -> tuple[int, list[int]]:
-    buf = np.frombuffer(b"".join(packets) or b"\0", dtype=np.uint8)
-    lengths = np.array([len(p) for p in packets], dtype=np.uint32)
-    offsets = np.zeros(len(packets), dtype=np.uint32)
-    offsets[1:] = np.cumsum(lengths)[:-1]
-    slots = np.zeros(len(packets), dtype=np.uint32)
-    found = dp.route_batch(buf, offsets, lengths, slots)
-    return found, [int(s) for s in slots]
-
-
-def stats_of(fw: Any) -> dict[str, int]:
-    names = sys.modules[type(fw).__module__].FORWARDER_STATS
-    return dict(zip(names, (int(v) for v in fw.stats), strict=True))
 
 
 def close(fw: Any) -> None:

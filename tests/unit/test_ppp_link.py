@@ -454,3 +454,21 @@ def test_random_frames_never_raise_and_every_output_parses(
             assert out_protocol in (Protocol.LCP, Protocol.PAP, Protocol.CHAP, Protocol.IPCP, Protocol.IPV6CP)
             parse_packet(out_info)  # every packet we emit is well formed
     assert isinstance(link.phase, Phase)
+
+
+def test_proxy_mschapv2_answer_is_judged_and_answered_with_its_identifier() -> None:
+    """A 49-octet proxied CHAP response is MS-CHAPv2 (RFC 2759 4): the Success carries the
+    authenticator response (RFC 2759 5) computed for the LAC's challenge."""
+    from l2tpfast.ppp.auth.mschapv2 import check_authenticator_response, generate_nt_response
+
+    challenge, peer_challenge = bytes(range(16)), bytes(range(16, 32))
+    nt = generate_nt_response(challenge, peer_challenge, "alice", "wonder land")
+    info = replace(proxy_info(), authen_response=peer_challenge + bytes(8) + nt + b"\x00")
+    link, events = start_proxied(info)
+    asked = kinds(events, AuthenticationRequested)[0]
+    assert asked.proxied and asked.request.username == "alice"  # type: ignore[attr-defined]
+    verdict = next(parse_packet(i) for p, i in link.frames_to_send() if p == Protocol.CHAP)
+    assert verdict.code == ChapCode.SUCCESS and verdict.identifier == 7
+    proof = verdict.data.split(b" ")[0].decode()
+    assert check_authenticator_response("wonder land", nt, peer_challenge, challenge, "alice", proof)
+    assert link.phase is Phase.NETWORK

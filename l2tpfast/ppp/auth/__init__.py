@@ -19,6 +19,7 @@ from l2tpfast.ppp.auth.base import (
     Peer,
     make_authenticator,
     make_peer,
+    method_of,
     request_from_proxy,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "Peer",
     "make_authenticator",
     "make_peer",
+    "method_of",
     "request_from_proxy",
 ]

@@ -184,6 +184,18 @@ class Authenticator(_End):
     def complete(self, decision: AuthDecision, now: float) -> None:
         """Answer the pending request with the backend's decision and set :attr:`outcome`."""
 
+    def adopt(self, request: AuthRequest) -> None:
+        """Take an answer the peer gave someone else as pending: RFC 2661 4.4.5 proxy
+        authentication, where the LAC challenged the client. :meth:`complete` then sends the
+        verdict with the Identifier of that answer, as if the client had answered us."""
+        self.pending = request
+        self.deadline = None
+        self._adopt(request)
+
+    @abstractmethod
+    def _adopt(self, request: AuthRequest) -> None:
+        """Take the request's Identifier (and Challenge) as this exchange's."""
+
     def _take_pending(self) -> AuthRequest:
         if self.pending is None:
             raise LocalProtocolError("complete() without a pending authentication request")
@@ -222,6 +234,15 @@ def make_authenticator(
         AuthMethod.MSCHAPV2: MsChapV2Authenticator,
     }
     return classes[method](outbox, settings, rand)
+
+
+def method_of(request: AuthRequest) -> AuthMethod:
+    """The method a request was made with."""
+    if isinstance(request, PapRequest):
+        return AuthMethod.PAP
+    if isinstance(request, MsChapV2Request):
+        return AuthMethod.MSCHAPV2
+    return AuthMethod.CHAP_MD5
 
 
 def make_peer(
@@ -272,22 +293,3 @@ def request_from_proxy(
             name, identifier & 0xFF, bytes(challenge), bytes(response[:16]), bytes(response[24:48])
         )
     return ChapRequest(name, identifier & 0xFF, bytes(challenge), bytes(response))
-
-
-__all__ = [
-    "PROXY_AUTHEN_CHAP",
-    "PROXY_AUTHEN_PAP",
-    "AuthBackend",
-    "AuthDecision",
-    "AuthOutcome",
-    "AuthRequest",
-    "AuthSettings",
-    "Authenticator",
-    "ChapRequest",
-    "MsChapV2Request",
-    "PapRequest",
-    "Peer",
-    "make_authenticator",
-    "make_peer",
-    "request_from_proxy",
-]

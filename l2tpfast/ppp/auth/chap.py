@@ -27,6 +27,7 @@ from l2tpfast.ppp.auth.base import (
     AuthRequest,
     AuthSettings,
     ChapRequest,
+    MsChapV2Request,
     Outbox,
     Peer,
     Rand,
@@ -120,6 +121,12 @@ class ChapAuthenticator(Authenticator):
             return
         self.pending = request
         self.deadline = None
+
+    def _adopt(self, request: AuthRequest) -> None:
+        if isinstance(request, ChapRequest):
+            self.identifier, self.challenge = request.identifier, request.challenge
+        elif isinstance(request, MsChapV2Request):
+            self.identifier, self.challenge = request.identifier, request.authenticator_challenge
 
     def complete(self, decision: AuthDecision, now: float) -> None:
         request = self._take_pending()

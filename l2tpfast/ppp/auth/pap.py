@@ -18,6 +18,7 @@ from l2tpfast.ppp.auth.base import (
     DEFAULT_SETTINGS,
     AuthDecision,
     Authenticator,
+    AuthRequest,
     AuthSettings,
     Outbox,
     PapRequest,
@@ -107,6 +108,10 @@ class PapAuthenticator(Authenticator):
         self._identifier = packet.identifier
         self.pending = PapRequest(decode_name(peer_id), password, packet.identifier)
         self.deadline = None
+
+    def _adopt(self, request: AuthRequest) -> None:
+        if isinstance(request, PapRequest):
+            self._identifier = request.identifier
 
     def complete(self, decision: AuthDecision, now: float) -> None:
         request = self._take_pending()
