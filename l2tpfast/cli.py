@@ -43,8 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run an LNS or a LAC from a TOML configuration",
-        description="Run an L2TP node (role and everything else from the TOML file); SIGTERM stops it "
-        "cleanly with StopCCN for every tunnel.",
+        description="Run an L2TP node (role and everything else from the TOML file; reference: "
+        "docs/config.md). SIGTERM or SIGINT stops it cleanly: CDN for every session, StopCCN for "
+        "every tunnel, each acknowledged or timed out, then routes and TUN devices removed. SIGHUP "
+        "rereads the file and applies what can change without dropping sessions.",
     )
     run.add_argument("--config", "-c", required=True, help="TOML configuration file")
     run.add_argument(
@@ -54,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check-config",
         help="validate a TOML configuration",
-        description="Validate a TOML configuration file.",
+        description="Validate a TOML configuration file (and the users file it names) against "
+        "docs/config.md. Every error is printed on its own line, naming the key, the value and the "
+        "fix; exit status 2 when there is any.",
     )
     check.add_argument("config", help="TOML configuration file")
 
@@ -67,20 +71,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--socket", "-s", default=DEFAULT_SOCKET, help=f"control socket (default {DEFAULT_SOCKET})"
     )
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument(
+        "--events", type=int, default=50, help="with --json: the last N events (up to 1000; default 50)"
+    )
 
     ctl = sub.add_parser(
         "ctl",
         help="send a command to a running node",
         description="Commands for a running node: open-tunnel PEER, open-session PEER|--tunnel ID, "
         "close-session TUNNEL SESSION, close-tunnel TUNNEL, route-add TUNNEL SESSION ADDRESS "
-        "(traffic to ADDRESS into that session, through the data plane), stop.",
+        "(traffic to ADDRESS into that session, through the data plane), reload (as SIGHUP: "
+        "reread the configuration file), stop (as SIGTERM: CDN for every session, StopCCN for "
+        "every tunnel).",
     )
     ctl.add_argument(
         "--socket", "-s", default=DEFAULT_SOCKET, help=f"control socket (default {DEFAULT_SOCKET})"
     )
     ctl.add_argument(
         "action",
-        choices=["open-tunnel", "open-session", "close-session", "close-tunnel", "route-add", "stop"],
+        choices=[
+            "open-tunnel",
+            "open-session",
+            "close-session",
+            "close-tunnel",
+            "route-add",
+            "reload",
+            "stop",
+        ],
     )
     ctl.add_argument("args", nargs="*", help="PEER[:PORT], or TUNNEL [SESSION]")
     ctl.add_argument("--tunnel", type=int, help="open-session: place the call on this tunnel")
@@ -106,22 +123,28 @@ def _run(config_path: str, log_level: str | None) -> int:
         config = load_config(config_path)
         check_files(config)
     except ConfigError as exc:
-        print(f"l2tpfast: config error: {exc}", file=sys.stderr)
+        _print_config_errors(config_path, exc)
         return 2
-    logging.basicConfig(
-        level=(log_level or config.log_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    node = ControlNode(config)
+    from l2tpfast.runtime.logs import configure_logging
+
+    configure_logging(log_level or config.log.level, config.log.format)
+    logging.getLogger("l2tpfast").info("configuration %s", config_path)
+    node = ControlNode(config, config_path=config_path)
     try:
         asyncio.run(node.run())
     except ConfigError as exc:
-        print(f"l2tpfast: config error: {exc}", file=sys.stderr)
+        _print_config_errors(config_path, exc)
         return 2
     except OSError as exc:
         print(f"l2tpfast: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_config_errors(path: str, exc: Exception) -> None:
+    """One line per error, each naming the file, the key, the value and the fix."""
+    for error in getattr(exc, "errors", [exc]):
+        print(f"l2tpfast: config error: {path}: {error}", file=sys.stderr)
 
 
 def _check_config(path: str) -> int:
@@ -132,7 +155,7 @@ def _check_config(path: str) -> int:
         config = load_config(path)
         check_files(config)
     except ConfigError as exc:
-        print(f"{path}: {exc}", file=sys.stderr)
+        _print_config_errors(path, exc)
         return 2
     print(f"{path}: ok ({config.role}, listen {config.listen}:{config.port})")
     return 0
@@ -146,11 +169,11 @@ def _mgmt(socket_path: str, payload: dict[str, object]) -> object:
     return asyncio.run(request(socket_path, payload))
 
 
-def _status(socket_path: str, as_json: bool) -> int:
+def _status(socket_path: str, as_json: bool, events: int = 50) -> int:
     import json
 
     try:
-        result = _mgmt(socket_path, {"cmd": "status"})
+        result = _mgmt(socket_path, {"cmd": "status", "events": events})
     except (OSError, TimeoutError) as exc:
         print(f"l2tpfast: cannot reach the node at {socket_path}: {exc}", file=sys.stderr)
         return 1
@@ -301,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         return _check_config(args.config)
     if args.command == "status":
-        return _status(args.socket, args.json)
+        return _status(args.socket, args.json, args.events)
     if args.command == "ctl":
         return _ctl(args.socket, args.action, args.args, args.tunnel, (args.username, args.password))
     parser.print_help()

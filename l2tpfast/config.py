@@ -59,8 +59,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from l2tpfast import schema
 from l2tpfast.control.settings import ByteOrder, EndpointSettings, PeerProfile, TunnelSettings
-from l2tpfast.errors import ConfigError
+from l2tpfast.errors import ConfigError, ConfigErrors
 from l2tpfast.ppp.constants import AuthMethod
 from l2tpfast.wire.constants import DEFAULT_PORT, AvpType
 
@@ -140,6 +141,44 @@ class DataplaneConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LogConfig:
+    """``[log]``: level, text or JSON lines, and an optional pcap of control messages."""
+
+    level: str = "info"
+    format: str = "text"
+    control_pcap: str | None = None
+    control_pcap_max_bytes: int = 100_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``[metrics]`` with enabled = true: the Prometheus endpoint."""
+
+    listen: str = "127.0.0.1"
+    port: int = 9612
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusConfig:
+    """``[radius]``: servers in failover order as (address, port); the secret is never shown."""
+
+    servers: tuple[tuple[str, int], ...]
+    accounting_servers: tuple[tuple[str, int], ...]
+    secret: str = field(repr=False)
+    timeout: float = 3.0
+    retries: int = 3
+    dead_time: float = 30.0
+    nas_identifier: str = "l2tpfast"
+    nas_ip_address: ipaddress.IPv4Address | None = None
+    accounting: bool = True
+    interim_interval: float = 0.0
+    min_interim_interval: float = 60.0
+    dae_port: int = 0
+    dae_listen: str = "0.0.0.0"
+    dae_clients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     role: str = "lns"
     listen: str = "0.0.0.0"
@@ -154,14 +193,25 @@ class NodeConfig:
     dataplane: DataplaneConfig | None = None
     ppp: PppConfig | None = None
     lns: LnsConfig | None = None
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig | None = None
+    radius: RadiusConfig | None = None
+    #: The TOML document this was read from (SIGHUP compares the new one key by key).
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
 
 
 def _expect(key: str, value: Any, kind: type | tuple[type, ...], hint: str = "") -> Any:
     if isinstance(value, bool) and kind in (int, float, (int, float)):
         raise ConfigError(key, f"{value!r} is a boolean, not a number", hint)
     if not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise ConfigError(key, f"{value!r} is not a {names}", hint)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        names = "a number" if float in kinds else " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+        if kind is bool:
+            names = "true or false"
+        raise ConfigError(key, f"{value!r} is not {names}", hint)
     return value
 
 
@@ -243,11 +293,14 @@ def _profile(index: int, table: dict[str, Any]) -> PeerProfile:
     return PeerProfile(name, overrides, tuple(networks), tuple(hosts))
 
 
-def parse_config(data: dict[str, Any]) -> NodeConfig:
-    """Check a parsed TOML document and build the node's settings."""
-    _unknown("", data, {"node", "tunnel", "limits", "profile", "lac", "dataplane", "ppp", "lns"})
-    node = _expect("node", data.get("node", {}), dict)
-    _unknown("node", node, {"role", "listen", "port", "control_socket", "log_level", "transport"})
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    table: dict[str, Any] = _expect(name, data.get(name, {}), dict, f"a table: [{name}]")
+    _unknown(name, table, schema.known(name))
+    return table
+
+
+def _node(data: dict[str, Any]) -> dict[str, Any]:
+    node = _section(data, "node")
     transport = _expect("node.transport", node.get("transport", "udp"), str)
     if transport not in ("udp", "ip"):
         raise ConfigError(
@@ -263,63 +316,278 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
         raise ConfigError(
             "node.listen", f"{listen!r} is not an IP address", 'e.g. "0.0.0.0" or "::"'
         ) from None
-    port = _expect("node.port", node.get("port", DEFAULT_PORT), int)
-    if not 0 <= port <= 0xFFFF:
-        raise ConfigError("node.port", f"{port} is out of 0..65535")
-    log_level = _expect("node.log_level", node.get("log_level", "info"), str)
-    if log_level not in ("debug", "info", "warning", "error"):
-        raise ConfigError("node.log_level", f"{log_level!r}", "one of debug, info, warning, error")
-    tunnel_table = _expect("tunnel", data.get("tunnel", {}), dict)
-    tunnel = TunnelSettings(**_tunnel_overrides("tunnel", tunnel_table))
-    limits = _expect("limits", data.get("limits", {}), dict)
-    _unknown("limits", limits, {"max_tunnels", "max_tunnels_per_peer", "max_sessions", "accept_tunnels"})
-    limit_values = {}
-    for key in ("max_tunnels", "max_tunnels_per_peer", "max_sessions"):
-        if key in limits:
-            value = _expect(f"limits.{key}", limits[key], int)
-            if value < 0:
-                raise ConfigError(f"limits.{key}", f"{value} is negative", "0 means no limit")
-            limit_values[key] = value
-    accept = _expect("limits.accept_tunnels", limits.get("accept_tunnels", role == "lns"), bool)
-    profiles = tuple(
-        _profile(i, _expect(f"profile[{i}]", t, dict))
-        for i, t in enumerate(_expect("profile", data.get("profile", []), list))
-    )
-    lac = None
-    if role == "lac":
-        table = _expect("lac", data.get("lac"), dict, "a LAC needs a [lac] section with lns = ADDRESS")
-        _unknown("lac", table, {"lns", "lns_port", "sessions", "session_tun"})
-        lns = _expect("lac.lns", table.get("lns"), str, 'the LNS address, e.g. lns = "192.0.2.2"')
-        try:
-            ipaddress.ip_address(lns)
-        except ValueError:
-            raise ConfigError("lac.lns", f"{lns!r} is not an IP address") from None
-        sessions = _expect("lac.sessions", table.get("sessions", 1), int)
-        if sessions < 0:
-            raise ConfigError("lac.sessions", f"{sessions} is negative")
-        session_tun = table.get("session_tun")
-        if session_tun is not None:
-            _expect("lac.session_tun", session_tun, str, 'a device name pattern such as "ppp%d"')
-            if not 0 < len(session_tun) <= 15:
-                raise ConfigError("lac.session_tun", f"{session_tun!r}", '1..15 characters, e.g. "ppp%d"')
-        lac = LacConfig(
-            lns, _expect("lac.lns_port", table.get("lns_port", DEFAULT_PORT), int), sessions, session_tun
-        )
-    elif "lac" in data:
-        raise ConfigError("lac", 'is only for role = "lac"', "remove it or set node.role")
-    endpoint = EndpointSettings(tunnel=tunnel, profiles=profiles, accept_tunnels=accept, **limit_values)
+    port = _port("node.port", node.get("port", DEFAULT_PORT))
     control_socket = node.get("control_socket")
     if control_socket is not None:
-        _expect("node.control_socket", control_socket, str)
-    dataplane = _dataplane(data["dataplane"]) if "dataplane" in data else None
-    if transport == "ip" and dataplane is not None and dataplane.threads != 1:
+        _expect("node.control_socket", control_socket, str, 'a path, e.g. "/run/l2tpfast/l2tpfast.sock"')
+    log_level = _level("node.log_level", node.get("log_level", "info"))
+    return {
+        "role": role,
+        "listen": listen,
+        "port": port,
+        "control_socket": control_socket,
+        "transport": transport,
+        "log_level": log_level,
+    }
+
+
+def _port(key: str, value: Any) -> int:
+    port = _expect(key, value, int, "a port number, 0..65535")
+    if not 0 <= port <= 0xFFFF:
+        raise ConfigError(key, f"{port} is out of range", "a port number, 0..65535")
+    return int(port)
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _level(key: str, value: Any) -> str:
+    level = _expect(key, value, str, 'e.g. "info"')
+    if level not in LOG_LEVELS:
+        raise ConfigError(key, f"{level!r} is not a level", "one of debug, info, warning, error")
+    return str(level)
+
+
+def _log(data: dict[str, Any], node_level: str) -> LogConfig:
+    table = _section(data, "log")
+    level = _level("log.level", table["level"]) if "level" in table else node_level
+    fmt = _expect("log.format", table.get("format", "text"), str, '"text" or "json"')
+    if fmt not in ("text", "json"):
+        raise ConfigError("log.format", f"{fmt!r} is not text or json", "json: one JSON object per line")
+    pcap = table.get("control_pcap")
+    if pcap is not None:
+        _expect("log.control_pcap", pcap, str, 'a file path, e.g. "/var/log/l2tpfast/control.pcap"')
+    cap = _expect("log.control_pcap_max_bytes", table.get("control_pcap_max_bytes", 100_000_000), int)
+    if cap < 4096:
+        raise ConfigError("log.control_pcap_max_bytes", f"{cap} is too small", "at least 4096 octets")
+    return LogConfig(level, fmt, pcap, cap)
+
+
+def _metrics(data: dict[str, Any]) -> MetricsConfig | None:
+    table = _section(data, "metrics")
+    if not _expect("metrics.enabled", table.get("enabled", False), bool, "true or false"):
+        return None
+    listen = _expect("metrics.listen", table.get("listen", "127.0.0.1"), str)
+    try:
+        ipaddress.ip_address(listen)
+    except ValueError:
+        raise ConfigError("metrics.listen", f"{listen!r} is not an IP address", 'e.g. "127.0.0.1"') from None
+    return MetricsConfig(listen, _port("metrics.port", table.get("port", 9612)))
+
+
+def _host_port(key: str, value: Any, default_port: int) -> tuple[str, int]:
+    text = _expect(key, value, str, 'e.g. "192.0.2.10" or "192.0.2.10:1812" or "[2001:db8::1]:1812"')
+    host, port = text, default_port
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = _port(key, int(rest[1:])) if rest[1:].isdigit() and rest[0] == ":" else -1
+    elif text.count(":") == 1:
+        host, _, rest = text.partition(":")
+        port = _port(key, int(rest)) if rest.isdigit() else -1
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        port = -1
+    if port < 0:
+        raise ConfigError(key, f"{text!r} is not ADDRESS[:PORT]", 'e.g. "192.0.2.10:1812"')
+    return host, port
+
+
+def _radius(data: dict[str, Any], host_name: str) -> RadiusConfig | None:
+    if "radius" not in data:
+        return None
+    table = _section(data, "radius")
+    secret = _expect("radius.secret", table.get("secret"), str, 'the shared secret: secret = "..."')
+    if not secret:
+        raise ConfigError("radius.secret", "is empty", "RADIUS needs the secret shared with the servers")
+    raw = _expect("radius.servers", table.get("servers"), list, 'e.g. servers = ["192.0.2.10"]')
+    if not raw:
+        raise ConfigError("radius.servers", "is empty", 'list at least one server, e.g. ["192.0.2.10"]')
+    servers = tuple(_host_port("radius.servers", v, 1812) for v in raw)
+    acct_raw = table.get("accounting_servers")
+    if acct_raw is None:
+        accounting_servers = tuple((host, 1813) for host, _ in servers)
+    else:
+        accounting_servers = tuple(
+            _host_port("radius.accounting_servers", v, 1813)
+            for v in _expect("radius.accounting_servers", acct_raw, list, 'e.g. ["192.0.2.10:1813"]')
+        )
+    values: dict[str, Any] = {}
+    for name, lo, hi, hint in (
+        ("timeout", 0.1, 60, "seconds to wait for an answer, 0.1..60"),
+        ("dead_time", 0, 3600, "seconds a silent server is skipped, 0..3600"),
+        ("interim_interval", 0, 86400, "seconds between Interim-Updates, 0 (none)..86400"),
+        ("min_interim_interval", 1, 86400, "seconds, 1..86400 (RFC 2869 5.16 suggests 600)"),
+    ):
+        if name in table:
+            v = _expect(f"radius.{name}", table[name], (int, float), hint)
+            if not lo <= v <= hi:
+                raise ConfigError(f"radius.{name}", f"{v} is out of range", hint)
+            values[name] = float(v)
+    if "retries" in table:
+        values["retries"] = _expect("radius.retries", table["retries"], int, "0..10")
+        if not 0 <= values["retries"] <= 10:
+            raise ConfigError("radius.retries", f"{values['retries']} is out of range", "0..10")
+    if "accounting" in table:
+        values["accounting"] = _expect("radius.accounting", table["accounting"], bool, "true or false")
+    nas_identifier = _expect("radius.nas_identifier", table.get("nas_identifier", host_name), str)
+    nas_ip = table.get("nas_ip_address")
+    if nas_ip is not None:
+        values["nas_ip_address"] = _address_list("radius.nas_ip_address", [nas_ip])[0]
+    dae_port = _port("radius.dae_port", table.get("dae_port", 0))
+    dae_listen = _expect("radius.dae_listen", table.get("dae_listen", "0.0.0.0"), str)
+    try:
+        ipaddress.ip_address(dae_listen)
+    except ValueError:
+        raise ConfigError(
+            "radius.dae_listen", f"{dae_listen!r} is not an IP address", 'e.g. "0.0.0.0"'
+        ) from None
+    clients_raw = table.get("dae_clients")
+    if clients_raw is None:
+        dae_clients = tuple(dict.fromkeys(host for host, _ in servers))
+    else:
+        dae_clients = tuple(
+            str(ipaddress.ip_address(_host_port("radius.dae_clients", v, 0)[0]))
+            for v in _expect("radius.dae_clients", clients_raw, list, 'e.g. ["192.0.2.10"]')
+        )
+    return RadiusConfig(
+        servers=servers,
+        accounting_servers=accounting_servers,
+        secret=secret,
+        nas_identifier=nas_identifier,
+        dae_port=dae_port,
+        dae_listen=dae_listen,
+        dae_clients=dae_clients,
+        **values,
+    )
+
+
+def _limits(data: dict[str, Any], role: str) -> dict[str, Any]:
+    limits = _section(data, "limits")
+    values: dict[str, Any] = {}
+    for key in ("max_tunnels", "max_tunnels_per_peer", "max_sessions"):
+        if key in limits:
+            value = _expect(f"limits.{key}", limits[key], int, "an integer, 0 for no limit")
+            if value < 0:
+                raise ConfigError(f"limits.{key}", f"{value} is negative", "0 means no limit")
+            values[key] = value
+    values["accept_tunnels"] = _expect(
+        "limits.accept_tunnels", limits.get("accept_tunnels", role == "lns"), bool, "true or false"
+    )
+    return values
+
+
+def _lac(data: dict[str, Any], role: str) -> LacConfig | None:
+    if role != "lac":
+        if "lac" in data:
+            raise ConfigError("lac", 'is only for role = "lac"', "remove it or set node.role")
+        return None
+    _expect("lac", data.get("lac"), dict, "a LAC needs a [lac] section with lns = ADDRESS")
+    table = _section(data, "lac")
+    lns = _expect("lac.lns", table.get("lns"), str, 'the LNS address, e.g. lns = "192.0.2.2"')
+    try:
+        ipaddress.ip_address(lns)
+    except ValueError:
+        raise ConfigError("lac.lns", f"{lns!r} is not an IP address", 'e.g. lns = "192.0.2.2"') from None
+    sessions = _expect("lac.sessions", table.get("sessions", 1), int, "the number of calls placed at start")
+    if sessions < 0:
+        raise ConfigError("lac.sessions", f"{sessions} is negative", "0 opens the tunnel only")
+    session_tun = table.get("session_tun")
+    if session_tun is not None:
+        _expect("lac.session_tun", session_tun, str, 'a device name pattern such as "ppp%d"')
+        if not 0 < len(session_tun) <= 15:
+            raise ConfigError("lac.session_tun", f"{session_tun!r}", '1..15 characters, e.g. "ppp%d"')
+    return LacConfig(lns, _port("lac.lns_port", table.get("lns_port", DEFAULT_PORT)), sessions, session_tun)
+
+
+class _Errors:
+    """Collects one ConfigError per section, so a file with several mistakes shows them all."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def run(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except ConfigError as exc:
+            self.errors.append(exc)
+            return None
+
+    def raise_if_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
+
+
+def parse_config(data: dict[str, Any]) -> NodeConfig:
+    """Check a parsed TOML document and build the node's settings.
+
+    Each section is checked on its own, so a file with a mistake in several sections gets one
+    message for each (:class:`~l2tpfast.errors.ConfigErrors`); the checks across sections run
+    once every section is right.
+    """
+    _unknown("", data, {s.name for s in schema.SECTIONS})
+    errors = _Errors()
+    node = errors.run(_node, data) or {"role": "lns", "transport": "udp", "log_level": "info"}
+    role = node["role"]
+    log_config = errors.run(_log, data, node["log_level"])
+    metrics = errors.run(_metrics, data)
+    tunnel = errors.run(lambda: TunnelSettings(**_tunnel_overrides("tunnel", _section(data, "tunnel"))))
+    limit_values = errors.run(_limits, data, role)
+    profiles = errors.run(
+        lambda: tuple(
+            _profile(i, _expect(f"profile[{i}]", t, dict))
+            for i, t in enumerate(_expect("profile", data.get("profile", []), list, "[[profile]] tables"))
+        )
+    )
+    lac = errors.run(_lac, data, role)
+    dataplane = errors.run(lambda: _dataplane(data["dataplane"]) if "dataplane" in data else None)
+    ppp = errors.run(lambda: _ppp(data["ppp"], role) if "ppp" in data else None)
+    lns_config = errors.run(_lns_section, data, role)
+    radius = errors.run(_radius, data, tunnel.host_name if tunnel is not None else "l2tpfast")
+    errors.raise_if_any()
+    assert tunnel is not None and limit_values is not None and profiles is not None and log_config is not None
+    _check_across(node, dataplane, ppp, lns_config, lac, radius)
+    endpoint = EndpointSettings(tunnel=tunnel, profiles=profiles, **limit_values)
+    return NodeConfig(
+        role,
+        node["listen"],
+        node["port"],
+        node["control_socket"],
+        log_config.level,
+        endpoint,
+        lac,
+        node["transport"],
+        dataplane,
+        ppp,
+        lns_config,
+        log=log_config,
+        metrics=metrics,
+        radius=radius,
+    )
+
+
+def _lns_section(data: dict[str, Any], role: str) -> LnsConfig | None:
+    if "lns" not in data:
+        return None
+    if role != "lns":
+        raise ConfigError("lns", 'is only for role = "lns"', "remove it or set node.role")
+    return _lns(data["lns"])
+
+
+def _check_across(
+    node: dict[str, Any],
+    dataplane: DataplaneConfig | None,
+    ppp: PppConfig | None,
+    lns_config: LnsConfig | None,
+    lac: LacConfig | None,
+    radius: RadiusConfig | None,
+) -> None:
+    role = node["role"]
+    if node["transport"] == "ip" and dataplane is not None and dataplane.threads != 1:
         raise ConfigError("dataplane.threads", "L2TP over IP runs one thread", "set threads = 1")
-    ppp = _ppp(data["ppp"], role) if "ppp" in data else None
-    lns_config = None
-    if "lns" in data:
-        if role != "lns":
-            raise ConfigError("lns", 'is only for role = "lns"', "remove it or set node.role")
-        lns_config = _lns(data["lns"])
     if ppp is not None:
         if dataplane is None or not dataplane.tun:
             raise ConfigError(
@@ -331,23 +599,29 @@ def parse_config(data: dict[str, Any]) -> NodeConfig:
             raise ConfigError(
                 "lns.pool", "an LNS terminating PPP needs addresses", 'add [lns] pool = ["10.100.0.0/16"]'
             )
-        if role == "lns" and ppp.auth and (lns_config is None or lns_config.users_file is None):
+        has_users = lns_config is not None and lns_config.users_file is not None
+        if role == "lns" and ppp.auth and not has_users and radius is None:
             raise ConfigError(
                 "lns.users_file",
-                "authentication is required but there is no users file",
-                'set users_file = "/etc/l2tpfast/users", or [ppp] auth = [] to let everyone in',
+                "authentication is required but there is no users file and no [radius]",
+                'set users_file = "/etc/l2tpfast/users", add [radius], or [ppp] auth = [] to let everyone in',
+            )
+        if has_users and radius is not None:
+            raise ConfigError(
+                "lns.users_file", "both a users file and [radius] authenticate", "keep one of the two"
             )
         if lns_config is not None and lns_config.ipv6_pool is not None and not ppp.ipv6:
             raise ConfigError("lns.ipv6_pool", "IPv6 prefixes without IPv6CP", "set [ppp] ipv6 = true")
     elif lns_config is not None:
         raise ConfigError("lns", "subscriber settings without PPP", "add a [ppp] section")
+    if radius is not None and (role != "lns" or ppp is None):
+        raise ConfigError(
+            "radius", "RADIUS serves an LNS that terminates PPP", 'set role = "lns" and add [ppp]'
+        )
     if lac is not None and lac.session_tun is not None and ppp is None:
         raise ConfigError(
             "lac.session_tun", "per-session TUN devices carry PPP sessions", "add a [ppp] section"
         )
-    return NodeConfig(
-        role, listen, port, control_socket, log_level, endpoint, lac, transport, dataplane, ppp, lns_config
-    )
 
 
 def _address_list(key: str, value: Any, version: int = 4) -> tuple[Any, ...]:
@@ -366,7 +640,7 @@ def _address_list(key: str, value: Any, version: int = 4) -> tuple[Any, ...]:
 
 def _ppp(table: Any, role: str) -> PppConfig:
     _expect("ppp", table, dict)
-    _unknown("ppp", table, {f.name for f in dataclasses.fields(PppConfig)})
+    _unknown("ppp", table, schema.known("ppp"))
     values: dict[str, Any] = {}
     if "mru" in table:
         values["mru"] = _expect("ppp.mru", table["mru"], int, "octets, 576..65535 (RFC 1661 6.1)")
@@ -411,7 +685,7 @@ def _ppp(table: Any, role: str) -> PppConfig:
 
 def _lns(table: Any) -> LnsConfig:
     _expect("lns", table, dict)
-    _unknown("lns", table, {f.name for f in dataclasses.fields(LnsConfig)})
+    _unknown("lns", table, schema.known("lns"))
     values: dict[str, Any] = {}
     if "pool" in table:
         from l2tpfast.aaa.pool import AddressPool
@@ -454,8 +728,7 @@ def _lns(table: Any) -> LnsConfig:
 
 def _dataplane(table: Any) -> DataplaneConfig | None:
     _expect("dataplane", table, dict)
-    known = {f.name for f in dataclasses.fields(DataplaneConfig)} | {"enabled"}
-    _unknown("dataplane", table, known)
+    _unknown("dataplane", table, schema.known("dataplane"))
     if not _expect("dataplane.enabled", table.get("enabled", True), bool):
         return None
     values: dict[str, Any] = {}
@@ -513,4 +786,53 @@ def load_config(path: str | Path) -> NodeConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from None
-    return parse_config(data)
+    return dataclasses.replace(parse_config(data), raw=data)
+
+
+def _flatten(data: dict[str, Any]) -> dict[str, Any]:
+    """``section.key`` -> value; ``[[profile]]`` counts as one key (any change is reloadable)."""
+    out: dict[str, Any] = {}
+    for section, table in data.items():
+        if isinstance(table, dict):
+            for key, value in table.items():
+                out[f"{section}.{key}"] = value
+        else:
+            out[section] = table
+    return out
+
+
+def reload_plan(running: NodeConfig, fresh: NodeConfig) -> tuple[NodeConfig, list[str], list[str]]:
+    """What SIGHUP does: the config to run with, the keys applied, the keys that need a restart.
+
+    A changed key that :mod:`l2tpfast.schema` does not mark reloadable keeps its running value.
+    """
+    old, new = _flatten(running.raw), _flatten(fresh.raw)
+    applied, restart = [], []
+    merged = {s: (dict(t) if isinstance(t, dict) else t) for s, t in fresh.raw.items()}
+    # A section that appears or goes (RADIUS, PPP, the data plane) changes what runs: restart.
+    for section in sorted((set(running.raw) ^ set(fresh.raw)) & _STRUCTURAL):
+        restart.append(f"[{section}]")
+        if section in running.raw:
+            merged[section] = dict(running.raw[section])
+        else:
+            del merged[section]
+        old = {k: v for k, v in old.items() if not k.startswith(section + ".")}
+        new = {k: v for k, v in new.items() if not k.startswith(section + ".")}
+    for name in sorted(set(old) | set(new)):
+        if old.get(name, _MISSING) == new.get(name, _MISSING):
+            continue
+        section, _, key = name.partition(".")
+        if schema.reloadable(section, key):
+            applied.append(name)
+            continue
+        restart.append(name)
+        table = merged.setdefault(section, {})
+        if name in old:
+            table[key] = old[name]
+        else:
+            del table[key]
+    return dataclasses.replace(parse_config(merged), raw=merged), applied, restart
+
+
+_MISSING = object()
+_STRUCTURAL = {"radius", "ppp", "lns", "lac", "dataplane", "metrics"}

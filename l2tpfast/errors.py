@@ -113,6 +113,16 @@ class ConfigError(L2TPError):
         self.hint = hint
 
 
+class ConfigErrors(ConfigError):
+    """Several configuration errors found in one pass: one per section at most, each named."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        L2TPError.__init__(self, "\n".join(str(e) for e in errors))
+        self.errors = errors
+        self.key = errors[0].key
+        self.hint = errors[0].hint
+
+
 class MissingExtensionError(ImportError, L2TPError):
     """The compiled fast-path modules are not built."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,10 @@ from typing import Any
 import lab
 
 STEP = 10.0
+
+#: The PPP lab (our LAC against our LNS): calls placed, the LNS's own address on every link.
+SESSIONS = 100
+LNS_ADDRESS = "10.100.0.1"
 
 
 class Ours:
@@ -40,7 +45,7 @@ class Ours:
 
     def status(self) -> dict[str, Any]:
         out = subprocess.run(
-            [sys.executable, "-m", "l2tpfast", "status", "--json", "-s", str(self.sock)],
+            [sys.executable, "-m", "l2tpfast", "status", "--json", "--events", "1000", "-s", str(self.sock)],
             capture_output=True,
             text=True,
             timeout=10,
@@ -79,3 +84,68 @@ class Ours:
 def events_of(status: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     """The recent events of one kind in a ``status --json`` result."""
     return [e for e in status["events"] if e["event"] == kind]
+
+
+# --- the PPP lab: our LAC (PPP client, CHAP) against our LNS (users file, pool) -------------
+
+
+def lns_config(listen: str, users: Path) -> str:
+    return textwrap.dedent(
+        f"""
+        [node]
+        role = "lns"
+        listen = "{listen}"
+        control_socket = "@SOCK@"
+        [tunnel]
+        host_name = "our-lns"
+        secret = "ppp-secret"
+        [dataplane]
+        tun = "l2tp%d"
+        tun_addresses = ["{LNS_ADDRESS}/32"]
+        [ppp]
+        auth = ["chap", "pap"]
+        echo_interval = 1
+        echo_failure = 5
+        [lns]
+        pool = ["10.100.0.0/24"]
+        local_address = "{LNS_ADDRESS}"
+        dns = ["192.0.2.53", "192.0.2.54"]
+        users_file = "{users}"
+        """
+    )
+
+
+def lac_config(listen: str, lns: str) -> str:
+    return textwrap.dedent(
+        f"""
+        [node]
+        role = "lac"
+        listen = "{listen}"
+        control_socket = "@SOCK@"
+        [tunnel]
+        host_name = "our-lac"
+        secret = "ppp-secret"
+        [dataplane]
+        tun = "l2tp%d"
+        [ppp]
+        username = "subscriber"
+        password = "correct horse"
+        echo_interval = 1
+        echo_failure = 5
+        [lac]
+        lns = "{lns}"
+        sessions = {SESSIONS}
+        """
+    )
+
+
+def sessions_of(status: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for t in status["tunnels"] for s in t["sessions"]]
+
+
+def up_addresses(status: dict[str, Any]) -> list[str]:
+    return [
+        s["ppp"]["address"]
+        for s in sessions_of(status)
+        if s.get("ppp") and s["ppp"]["phase"] == "network" and s["ppp"]["ipcp"] == "OPENED"
+    ]

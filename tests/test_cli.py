@@ -59,9 +59,17 @@ def test_decode_reveals_hidden_avps_with_secret() -> None:
 
 
 def test_help_for_every_subcommand() -> None:
-    for args in ([], ["decode"]):
+    import argparse
+
+    from l2tpfast.cli import build_parser
+
+    actions = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    names = sorted(actions[0].choices)
+    assert {"run", "check-config", "status", "ctl", "decode"} <= set(names)
+    for args in ([], *([name] for name in names)):
         out = _run(sys.executable, "-m", "l2tpfast", *args, "--help")
-        assert out.returncode == 0 and "usage:" in out.stdout
+        assert out.returncode == 0 and "usage:" in out.stdout, args
+        assert len(out.stdout.splitlines()) >= 4, out.stdout  # a description and the options
 
 
 def test_import_without_compiled_modules_says_how_to_build(tmp_path: Path) -> None:

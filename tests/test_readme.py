@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
@@ -77,3 +79,28 @@ def test_check_config_reads_the_users_file(tmp_path: Path) -> None:
     assert out.returncode == 2 and f"{users}:2" in out.stderr, out.stderr
     users.write_text('alice "wonder land"\n')
     assert check().returncode == 0
+
+
+def test_systemd_unit_verifies_and_uses_our_signals(tmp_path: Path) -> None:
+    """examples/l2tpfast.service: systemd-analyze accepts it; reload is SIGHUP, stop is SIGTERM."""
+    import os
+    import shutil
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        if os.environ.get("CI"):
+            pytest.fail("systemd-analyze is missing: ci/system-packages.txt installs systemd")
+        pytest.skip("systemd-analyze is not installed here (CI installs it)")
+    unit = (Path(__file__).resolve().parent.parent / "examples" / "l2tpfast.service").read_text()
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit and "KillSignal=SIGTERM" in unit
+    # Point it at this interpreter, so every command in it exists here.
+    wrapper = tmp_path / "l2tpfast"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m l2tpfast "$@"\n')
+    wrapper.chmod(0o755)
+    path = tmp_path / "l2tpfast.service"
+    path.write_text(unit.replace("/usr/local/bin/l2tpfast", str(wrapper)))
+    out = subprocess.run(
+        [analyze, "verify", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    ours = [line for line in (out.stdout + out.stderr).splitlines() if "l2tpfast.service" in line]
+    assert out.returncode == 0 and not ours, out.stdout + out.stderr

@@ -28,9 +28,11 @@ from l2tpfast.control.events import (
 )
 from l2tpfast.control.session import Session, SessionAction, SessionFsmError, SessionInput, SessionState
 from l2tpfast.control.settings import ByteOrder, TunnelSettings
-from l2tpfast.wire.avp import Accm, CallErrors, Q931Cause, ResultCode
+from l2tpfast.wire.avp import Accm, CallErrors, PppDisconnectCause, Q931Cause, ResultCode, make_avp
 from l2tpfast.wire.constants import (
+    VENDOR_BROADBAND_FORUM,
     AvpType,
+    BbfAvpType,
     BearerCapability,
     CDNResult,
     FramingCapability,
@@ -39,6 +41,8 @@ from l2tpfast.wire.constants import (
     StopCCNResult,
 )
 from l2tpfast.wire.message import AvpItem, ControlMessage
+
+BBF = VENDOR_BROADBAND_FORUM
 
 if TYPE_CHECKING:
     from l2tpfast.control.endpoint import Endpoint
@@ -207,6 +211,7 @@ class Calls:
                 result.error_message,
                 by_peer=True,
                 q931=message.get(A.Q931_CAUSE_CODE),
+                disconnect_cause=message.get(A.PPP_DISCONNECT_CAUSE_CODE),
             )
             return
         if mtype == M.ICRP and session.state is SessionState.WAIT_REPLY:
@@ -355,6 +360,7 @@ class Calls:
         error_code: int | None,
         message: str | None,
         q931: Q931Cause | None = None,
+        disconnect_cause: PppDisconnectCause | None = None,
     ) -> None:
         """LOCAL_CLOSE (bearer line drop or local close request) of 7.4 and 7.5."""
         try:
@@ -364,7 +370,15 @@ class Calls:
             action = SessionAction.SEND_CDN if known else SessionAction.CLEAN_UP
         if action is SessionAction.SEND_CDN:
             self._close_session(
-                session, now, result_code, error_code, message, send=True, transition=False, q931=q931
+                session,
+                now,
+                result_code,
+                error_code,
+                message,
+                send=True,
+                transition=False,
+                q931=q931,
+                disconnect_cause=disconnect_cause,
             )
         else:
             self._drop_session(session, result_code, error_code, message, by_peer=False)
@@ -380,6 +394,7 @@ class Calls:
         send: bool,
         transition: bool = True,
         q931: Q931Cause | None = None,
+        disconnect_cause: PppDisconnectCause | None = None,
     ) -> None:
         if transition:
             session.state = SessionState.IDLE
@@ -392,9 +407,19 @@ class Calls:
             ]
             if q931 is not None:
                 avps.append((A.Q931_CAUSE_CODE, q931))
+            if disconnect_cause is not None:
+                avps.append((A.PPP_DISCONNECT_CAUSE_CODE, disconnect_cause))  # RFC 3145
             self._send(M.CDN, avps, now, session_id=session.peer_session_id)
             self.endpoint.count("cdn_sent")
-        self._drop_session(session, result_code, error_code, message, by_peer=False, q931=q931)
+        self._drop_session(
+            session,
+            result_code,
+            error_code,
+            message,
+            by_peer=False,
+            q931=q931,
+            disconnect_cause=disconnect_cause,
+        )
 
     def _drop_session(
         self,
@@ -405,6 +430,8 @@ class Calls:
         *,
         by_peer: bool,
         q931: Q931Cause | None = None,
+        disconnect_cause: PppDisconnectCause | None = None,
+        tunnel_closed: bool = False,
     ) -> None:
         if self.sessions.pop(session.local_session_id, None) is None:
             return
@@ -420,6 +447,8 @@ class Calls:
                 q931,
                 by_peer,
                 session.was_established,
+                disconnect_cause,
+                tunnel_closed,
             )
         )
 
@@ -467,6 +496,10 @@ def _call_info(message: ControlMessage, base: CallInfo | None = None) -> CallInf
         private_group_id=pick(A.PRIVATE_GROUP_ID, base.private_group_id),
         minimum_bps=pick(A.MINIMUM_BPS, base.minimum_bps),
         maximum_bps=pick(A.MAXIMUM_BPS, base.maximum_bps),
+        agent_circuit_id=g(
+            BbfAvpType.AGENT_CIRCUIT_ID, base.agent_circuit_id, vendor_id=VENDOR_BROADBAND_FORUM
+        ),
+        agent_remote_id=g(BbfAvpType.AGENT_REMOTE_ID, base.agent_remote_id, vendor_id=VENDOR_BROADBAND_FORUM),
     )
 
 
@@ -484,6 +517,15 @@ def _icrq_avps(session_id: int, call: CallInfo) -> list[AvpItem]:
         avps.append((A.CALLED_NUMBER, call.called_number))
     if call.sub_address is not None:
         avps.append((A.SUB_ADDRESS, call.sub_address))
+    # Broadband Forum TR-101 line identification, as a carrier LAC sends it (M=0).
+    if call.agent_circuit_id is not None:
+        avps.append(
+            make_avp(BbfAvpType.AGENT_CIRCUIT_ID, call.agent_circuit_id, vendor_id=VENDOR_BROADBAND_FORUM)
+        )
+    if call.agent_remote_id is not None:
+        avps.append(
+            make_avp(BbfAvpType.AGENT_REMOTE_ID, call.agent_remote_id, vendor_id=VENDOR_BROADBAND_FORUM)
+        )
     return avps
 
 

@@ -30,7 +30,7 @@ from l2tpfast.control.session import Session
 from l2tpfast.control.settings import EndpointSettings
 from l2tpfast.control.tunnel import Refusal, Tunnel, TunnelInput, TunnelState
 from l2tpfast.errors import LocalProtocolError, RemoteProtocolError
-from l2tpfast.wire.avp import Accm, CallErrors, Q931Cause
+from l2tpfast.wire.avp import Accm, CallErrors, PppDisconnectCause, Q931Cause
 from l2tpfast.wire.constants import AvpType, CDNResult, GeneralError, MessageType, StopCCNResult
 from l2tpfast.wire.header import Header, parse_header
 from l2tpfast.wire.message import ControlMessage, parse_message
@@ -63,6 +63,8 @@ class Endpoint:
         )
         self.tunnels: dict[int, Tunnel] = {}
         self.counters: Counter[str] = Counter()
+        #: Control-channel statistics of released tunnels, so the node's totals never go back.
+        self._released: Counter[str] = Counter()
         self._events: deque[Event] = deque()
         self._out: list[Transmit] = []
         self._heap: list[tuple[float, int]] = []
@@ -148,6 +150,10 @@ class Endpoint:
     def _release(self, tunnel: Tunnel) -> None:
         if self.tunnels.get(tunnel.local_tunnel_id) is tunnel:
             del self.tunnels[tunnel.local_tunnel_id]
+            st = tunnel.channel.stats
+            self._released.update(
+                retransmissions=st.retransmissions, duplicates=st.duplicates, out_of_order=st.out_of_order
+            )
         for key in [k for k, v in self._by_request.items() if v == tunnel.local_tunnel_id]:
             del self._by_request[key]
         tunnel._scheduled = None
@@ -381,13 +387,16 @@ class Endpoint:
         error_code: int | None = None,
         message: str | None = None,
         q931: Q931Cause | None = None,
+        disconnect_cause: PppDisconnectCause | None = None,
     ) -> None:
-        """Clear a call (7.4, 7.5 local close request): CDN, clean up."""
+        """Clear a call (7.4, 7.5 local close request): CDN, clean up.
+
+        ``disconnect_cause`` (RFC 3145) tells the peer why PPP ended."""
         tunnel = self._get(local_tunnel_id)
         session = tunnel.sessions.get(local_session_id)
         if session is None:
             raise LocalProtocolError(f"no session {local_session_id} in tunnel {local_tunnel_id}")
-        tunnel.close_session(session, now, result_code, error_code, message, q931)
+        tunnel.close_session(session, now, result_code, error_code, message, q931, disconnect_cause)
         self._after(tunnel)
 
     def close_tunnel(
@@ -491,4 +500,9 @@ class Endpoint:
                     ],
                 }
             )
-        return {"tunnels": tunnels, "counters": dict(self.counters)}
+        counters = dict(self.counters)
+        # Node-wide, monotonic: released tunnels plus the live ones (metrics read these).
+        for name in ("retransmissions", "duplicates", "out_of_order"):
+            live = sum(getattr(t.channel.stats, name) for t in self.tunnels.values())
+            counters[name] = self._released[name] + live
+        return {"tunnels": tunnels, "counters": counters}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from l2tpfast.wire.avp import Accm, CallErrors, Q931Cause
+from l2tpfast.wire.avp import Accm, CallErrors, PppDisconnectCause, Q931Cause
 
 Address = tuple[str, int]
 
@@ -60,6 +60,10 @@ class CallInfo:
     private_group_id: bytes | None = None
     minimum_bps: int | None = None
     maximum_bps: int | None = None
+    #: Broadband Forum TR-101 line identification a carrier LAC adds to ICRQ (vendor 3561
+    #: AVPs 1 and 2); an LNS hands them to RADIUS as Agent-Circuit-Id/Agent-Remote-Id (RFC 4679).
+    agent_circuit_id: str | None = None
+    agent_remote_id: str | None = None
 
 
 class Event:
@@ -131,6 +135,10 @@ class SessionClosed(Event):
     by_peer: bool
     #: The session had reached established (data may have flowed).
     was_established: bool
+    #: RFC 3145: why PPP ended, when the CDN said so (ours or the peer's).
+    disconnect_cause: PppDisconnectCause | None = None
+    #: The call ended with its tunnel (StopCCN, or the tunnel failed), not by a CDN of its own.
+    tunnel_closed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -585,7 +585,9 @@ class Tunnel(Calls):
         self, now: float, result_code: int, error_code: int | None, message: str | None, *, by_peer: bool
     ) -> None:
         for session in list(self.sessions.values()):
-            self._drop_session(session, CDNResult.GENERAL_ERROR, None, "tunnel closed", by_peer=by_peer)
+            self._drop_session(
+                session, CDNResult.GENERAL_ERROR, None, "tunnel closed", by_peer=by_peer, tunnel_closed=True
+            )
         was_closing, self.closing = self._closed_reported, True
         self._closed_reported = True
         if was_closing:

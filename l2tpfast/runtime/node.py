@@ -96,8 +96,13 @@ def _jsonable(value: Any) -> Any:
 class ControlNode:
     """One L2TP node: an Endpoint, its UDP socket, its timer and its management socket."""
 
-    def __init__(self, config: NodeConfig, *, endpoint: Endpoint | None = None) -> None:
+    def __init__(
+        self, config: NodeConfig, *, endpoint: Endpoint | None = None, config_path: str | None = None
+    ) -> None:
         self.config = config
+        #: The file SIGHUP rereads (``l2tpfast run -c``); None: reload is refused.
+        self.config_path = config_path
+        self.reloads = 0
         self.endpoint = endpoint or Endpoint(config.endpoint)
         self.transport: UdpTransport | Ip115Transport | None = None
         self.dataplane: Any = None  # runtime.dataplane.DataPlane when [dataplane] is configured
@@ -107,6 +112,8 @@ class ControlNode:
         self._ppp_starts: list[tuple[SessionEstablished, int, str | None]] = []
         self._ppp_connected: list[tuple[int, int]] = []
         self.started_at = 0.0
+        #: Data counters of the sessions that have closed, summed (``status``: dataplane.totals).
+        self._closed_totals: dict[str, int] = {}
         self._rx_seen: dict[int, int] = {}
         self._activity_task: asyncio.Task[None] | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=1000)
@@ -195,16 +202,14 @@ class ControlNode:
 
         ppp, lns = self.config.ppp, self.config.lns
         assert ppp is not None and self.transport is not None
-        backend = None
-        if self.config.role == "lns" and ppp.auth and lns is not None and lns.users_file:
-            from l2tpfast.aaa.users import UsersFile
-
-            backend = UsersFile.load(lns.users_file)
+        backend = self._auth_backend()
         transport = self.transport
 
-        def close_session(tid: int, sid: int, result: int, message: str) -> None:
+        def close_session(tid: int, sid: int, result: int, message: str, cause: Any = None) -> None:
             if tid in self.endpoint.tunnels and sid in self.endpoint.tunnels[tid].sessions:
-                self.endpoint.close_session(tid, sid, self.now, result_code=result, message=message)
+                self.endpoint.close_session(
+                    tid, sid, self.now, result_code=result, message=message, disconnect_cause=cause
+                )
                 self._flush_soon()
 
         self.subscribers = Subscribers(
@@ -222,6 +227,15 @@ class ControlNode:
             tun_queue=self.config.dataplane.tun_queue if self.config.dataplane is not None else 0,
         )
         self.subscribers.start()
+
+    def _auth_backend(self) -> Any:
+        """The users file, read again (start and SIGHUP), or None: everyone in."""
+        ppp, lns = self.config.ppp, self.config.lns
+        if self.config.role == "lns" and ppp is not None and ppp.auth and lns is not None and lns.users_file:
+            from l2tpfast.aaa.users import UsersFile
+
+            return UsersFile.load(lns.users_file)
+        return None
 
     def _flush_soon(self) -> None:
         """A PPP link asked for a CDN from inside the control flush: run the core's outputs after it."""
@@ -296,6 +310,14 @@ class ControlNode:
         assert self._loop is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self._stop.set)
+        self._loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self) -> None:
+        try:
+            self.reload()
+        except L2TPError as exc:  # a broken file: keep running as before, and say why
+            for line in str(exc).splitlines():
+                log.error("reload refused, configuration unchanged: %s", line)
 
     def stop(self) -> None:
         self._stop.set()
@@ -308,17 +330,76 @@ class ControlNode:
         await self.shutdown()
 
     async def shutdown(self, timeout: float = 5.0) -> None:
-        """StopCCN for every tunnel (result 6, shutting down), then wait for the acks (bounded)."""
+        """Clear every call, then every tunnel, each acknowledged or timed out, then let go.
+
+        A CDN for every session first (RFC 2661 5.7, result 3: administrative), so the peer
+        hears about each call and the accounting of each is closed with its own record; then
+        StopCCN for every tunnel (result 6, shutting down). Each phase waits for the peer's
+        acknowledgements, at most ``timeout`` seconds, before the next. ``close`` then removes
+        the routes and TUN devices.
+        """
+        log.info("shutting down: %d tunnel(s), %d session(s)", *self._counts())
+        for tunnel_id, tunnel in list(self.endpoint.tunnels.items()):
+            if tunnel.closing:
+                continue
+            for session_id in list(tunnel.sessions):
+                self.endpoint.close_session(
+                    tunnel_id,
+                    session_id,
+                    self.now,
+                    result_code=CDNResult.ADMINISTRATIVE,
+                    message="node shutting down",
+                )
+        self._flush()
+        await self._settle(timeout)
         for tunnel_id, tunnel in list(self.endpoint.tunnels.items()):
             if not tunnel.closing:
                 self.endpoint.close_tunnel(
                     tunnel_id, self.now, result_code=StopCCNResult.SHUTTING_DOWN, message="node shutting down"
                 )
         self._flush()
+        await self._settle(timeout)
+        if self.subscribers is not None:
+            await self.subscribers.drain(timeout)
+        self.close()
+        log.info("stopped")
+
+    def _counts(self) -> tuple[int, int]:
+        tunnels = self.endpoint.tunnels.values()
+        return len(tunnels), sum(len(t.sessions) for t in tunnels)
+
+    async def _settle(self, timeout: float) -> None:
+        """Until every control channel has nothing unacknowledged (bounded by ``timeout``)."""
         deadline = self.now + timeout
         while self.now < deadline and any(not t.channel.idle for t in self.endpoint.tunnels.values()):
-            await asyncio.sleep(0.05)
-        self.close()
+            await asyncio.sleep(0.02)
+
+    def reload(self) -> dict[str, Any]:
+        """SIGHUP: reread the file, apply what can change without dropping sessions, say the rest.
+
+        Keys marked reloadable in :mod:`l2tpfast.schema` take effect (for tunnels, sessions and
+        RADIUS requests that start from now on); any other changed key keeps its running value
+        and is reported as needing a restart. A file with an error changes nothing.
+        """
+        from l2tpfast.config import check_files, load_config, reload_plan
+
+        if self.config_path is None:
+            raise L2TPError("reload: this node was not started from a file")
+        fresh = load_config(self.config_path)
+        merged, applied, restart = reload_plan(self.config, fresh)
+        check_files(merged)
+        self.config = merged
+        self.endpoint.settings = merged.endpoint
+        if self.subscribers is not None:
+            self.subscribers.reconfigure(merged.ppp, merged.lns, self._auth_backend())
+        from l2tpfast.runtime.logs import configure_logging
+
+        configure_logging(merged.log.level, merged.log.format)
+        self.reloads += 1
+        for key in restart:
+            log.warning("reload: %s changed but needs a restart; the running value stays", key)
+        log.info("reloaded %s: %s", self.config_path, ", ".join(applied) or "no change")
+        return {"applied": applied, "restart_needed": restart}
 
     def close(self) -> None:
         if self._timer is not None:
@@ -404,11 +485,21 @@ class ControlNode:
                 elif isinstance(event, SessionClosed):
                     if self.subscribers is not None:
                         self.subscribers.session_closed(event)
+                    self._retire_counters(event.local_tunnel_id, event.local_session_id)
                     self.dataplane.path.remove_session(event.local_tunnel_id, event.local_session_id)
             self.events.append(_jsonable(event))
             if self.on_event is not None:
                 self.on_event(event)
         return handled
+
+    def _retire_counters(self, tunnel_id: int, session_id: int) -> None:
+        """Keep a closing session's data counters in the node's totals (metrics never go back)."""
+        path = self.dataplane.path
+        slot = path.lookup(tunnel_id, session_id)
+        if slot >= 0:
+            row = path.counters[slot]
+            for name in row.dtype.names:
+                self._closed_totals[name] = self._closed_totals.get(name, 0) + int(row[name])
 
     def _arm_timer(self) -> None:
         when = self.endpoint.get_timer()
@@ -468,8 +559,14 @@ class ControlNode:
             if total:
                 tunnel["counters"] = total  # per tunnel: the sum of its sessions
         drops = {r.name.lower(): int(path.drops[r]) for r in DropReason if path.drops[r]}
+        totals = dict(self._closed_totals)
+        for tunnel in result["tunnels"]:
+            for name, value in tunnel.get("counters", {}).items():
+                totals[name] = totals.get(name, 0) + value
         return {
             "sessions": path.session_count(),
+            # Every session since start, closed ones included: monotonic, for metrics.
+            "totals": totals,
             "loops": self.dataplane.stats(),
             "drops": drops,
             "ppp_frames_unhandled": self.ppp_frames,
@@ -494,7 +591,8 @@ class ControlNode:
             }
             if self.dataplane is not None:
                 result["dataplane"] = self._dataplane_status(result)
-            result["events"] = list(self.events)[-int(request.get("events", 50)) :]
+            wanted = int(request.get("events", 50))
+            result["events"] = list(self.events)[-wanted:] if wanted > 0 else []
         elif cmd == "open-tunnel":
             result = {"tunnel_id": ep.open_tunnel(_peer(request), now)}
         elif cmd == "open-session":
@@ -526,6 +624,8 @@ class ControlNode:
         elif cmd == "stop":
             self._stop.set()
             result = {}
+        elif cmd == "reload":
+            result = self.reload()
         else:
             raise KeyError(f"unknown command {cmd!r}")
         self._flush()

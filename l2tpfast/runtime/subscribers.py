@@ -20,6 +20,7 @@ CDN (RFC 2661 5.7 CDN is the way to end a call); a session that ends takes its l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import heapq
 import ipaddress
@@ -48,6 +49,7 @@ from l2tpfast.ppp.events import (
 from l2tpfast.ppp.fsm import FsmSettings
 from l2tpfast.ppp.lcp import LcpSettings
 from l2tpfast.ppp.link import LinkSettings, PppLink
+from l2tpfast.wire.avp import PppDisconnectCause
 from l2tpfast.wire.constants import MAX_DATA_HEADER, CDNResult, SessionFlag
 
 log = logging.getLogger("l2tpfast.ppp")
@@ -61,6 +63,24 @@ RA_INITIAL_COUNT = 3
 RA_INITIAL_INTERVAL = 4.0
 RA_INTERVAL = 600.0
 RA_ROUTER_LIFETIME = 1800
+
+
+#: RFC 3145 3.2 Disconnect Codes we send, and the Direction field (1: peer, 2: local initiated).
+DISCONNECT_NORMAL = 3  # LCP Terminate-Request
+DISCONNECT_LCP_MAGIC = 7  # looped-back link (magic number collision)
+DISCONNECT_LCP_KEEPALIVE = 8  # LCP Echo-Requests unanswered
+DIRECTION_PEER, DIRECTION_LOCAL = 1, 2
+
+
+def disconnect_cause(event: LinkClosed) -> PppDisconnectCause | None:
+    """The RFC 3145 PPP Disconnect Cause Code for a dead link, when one fits; the CDN carries it."""
+    if event.reason.startswith("keepalive"):
+        return PppDisconnectCause(DISCONNECT_LCP_KEEPALIVE, Protocol.LCP, DIRECTION_LOCAL, event.reason)
+    if event.reason.startswith("looped"):
+        return PppDisconnectCause(DISCONNECT_LCP_MAGIC, Protocol.LCP, DIRECTION_LOCAL, event.reason)
+    if event.by_peer:
+        return PppDisconnectCause(DISCONNECT_NORMAL, Protocol.LCP, DIRECTION_PEER, event.reason)
+    return None
 
 
 class AllowAll:
@@ -82,6 +102,12 @@ class IpCommands:
         self._queue.append(command)
         if self._running is None or self._running.done():
             self._running = asyncio.get_running_loop().create_task(self._drain())
+
+    async def wait(self, timeout: float) -> None:
+        """Until every queued command has run, at most ``timeout`` seconds."""
+        if self._running is not None and not self._running.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._running), timeout)
 
     async def _drain(self) -> None:
         while self._queue:
@@ -159,7 +185,7 @@ class Subscribers:
         path: Any,
         tun: Any,
         send: Callable[[bytes, tuple[str, int], str | None], object],
-        close_session: Callable[[int, int, int, str], None],
+        close_session: Callable[..., None],
         now: Callable[[], float],
         backend: AuthBackend | None = None,
         session_tun: str | None = None,
@@ -231,6 +257,20 @@ class Subscribers:
                     self.ip.add(f"route replace {net} dev {self.tun.name}")
         if self.prefix_pool is not None and self.tun is not None:
             self.ip.add(f"route replace {self.prefix_pool.network} dev {self.tun.name}")
+
+    def reconfigure(self, ppp: PppConfig | None, lns: LnsConfig | None, backend: AuthBackend | None) -> None:
+        """SIGHUP: new link settings and credentials for sessions from now on; running links keep theirs.
+
+        The pools are not among the reloadable keys (``config.reload_plan`` keeps them)."""
+        if ppp is None:
+            return
+        self.ppp, self.lns = ppp, lns
+        self.settings = link_settings(ppp, lns, server=self.server)
+        self.backend = backend if backend is not None else AllowAll()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (bounded) for the queued route and address removals to reach the kernel."""
+        await self.ip.wait(timeout)
 
     def stop(self) -> None:
         if self._timer_handle is not None:
@@ -389,7 +429,7 @@ class Subscribers:
                 result = CDNResult.LOSS_OF_CARRIER if event.reason.startswith(("keepalive", "looped")) else (
                     CDNResult.ADMINISTRATIVE if event.by_peer else CDNResult.GENERAL_ERROR
                 )  # fmt: skip
-                self._close_session(tid, sid, result, f"PPP: {event.reason}")
+                self._close_session(tid, sid, result, f"PPP: {event.reason}", disconnect_cause(event))
 
     def _authenticate(self, sub: Subscriber, event: AuthenticationRequested) -> None:
         request = event.request

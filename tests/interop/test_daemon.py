@@ -1,7 +1,9 @@
-"""`l2tpfast run` as a user runs it: two daemons on loopback, `status`, `ctl`, and SIGTERM.
+"""`l2tpfast run` as a user runs it: two daemons on loopback, `status`, `ctl`, SIGHUP and SIGTERM.
 
-SIGTERM must stop a node cleanly: StopCCN (Result Code 6, shutting down) to every peer, wait for
-the acknowledgement, exit 0; the peer reports the tunnel and its sessions closed by the peer.
+SIGTERM must stop a node cleanly: a CDN (Result Code 3, administrative) for every session, then
+StopCCN (Result Code 6, shutting down) to every peer, each acknowledged, exit 0; the peer reports
+each session and the tunnel closed by the peer. SIGHUP rereads the file: what can change does,
+what cannot is named in the log.
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ def _wait(sock: Path, cond: Any, what: str, timeout: float = 10.0) -> dict[str, 
     raise AssertionError(f"{what}: not seen\n{json.dumps(status)[:2000]}")
 
 
+def _wait_log(path: Path, needle: str, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if needle in path.read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{needle!r} not in {path}:\n{path.read_text()[-2000:]}")
+
+
 def test_sigterm_sends_stopccn_and_the_peer_sees_it(tmp_path: Path) -> None:
     with UdpTransport("127.0.0.1", 0) as probe:
         port = probe.local_address[1]
@@ -84,6 +95,23 @@ def test_sigterm_sends_stopccn_and_the_peer_sees_it(tmp_path: Path) -> None:
         _wait(lns_sock, lambda s: len(s["tunnels"][0]["sessions"]) == 2, "call closed")
         bad = _cli("ctl", "-s", str(lac_sock), "close-session", "1", "2")
         assert bad.returncode == 1 and "no" in bad.stderr
+        # SIGHUP: a reloadable key (hello_interval) and one that needs a restart (port).
+        text = (tmp_path / "lac.toml").read_text()
+        (tmp_path / "lac.toml").write_text(
+            text.replace('secret = "s"', 'secret = "s"\nhello_interval = 7').replace(
+                f"port = {port}\ncontrol", f"port = {port + 1}\ncontrol"
+            )
+        )
+        procs["lac"].send_signal(signal.SIGHUP)
+        _wait_log(tmp_path / "lac.log", "reloaded")
+        log_text = (tmp_path / "lac.log").read_text()
+        assert "tunnel.hello_interval" in log_text.split("reloaded")[1].splitlines()[0]
+        assert "node.port changed but needs a restart" in log_text
+        (tmp_path / "lac.toml").write_text("[node]\nrole = 'nonsense'\n")
+        procs["lac"].send_signal(signal.SIGHUP)
+        _wait_log(tmp_path / "lac.log", "reload refused")
+        assert "node.role" in (tmp_path / "lac.log").read_text().split("reload refused")[1].splitlines()[0]
+        _wait(lns_sock, lambda s: len(s["tunnels"][0]["sessions"]) == 2, "calls still up after reloads")
         procs["lac"].send_signal(signal.SIGTERM)
         assert procs["lac"].wait(timeout=10) == 0
         status = _wait(
@@ -93,6 +121,10 @@ def test_sigterm_sends_stopccn_and_the_peer_sees_it(tmp_path: Path) -> None:
         assert closed["by_peer"] and closed["result_code"] == 6 and closed["message"] == "node shutting down"
         gone = [e for e in status["events"] if e["event"] == "SessionClosed"]
         assert len(gone) == 3 and all(e["by_peer"] for e in gone)
+        # Each call was cleared by its own CDN (result 3) before the StopCCN.
+        assert [(e["result_code"], e["message"]) for e in gone[1:]] == [(3, "node shutting down")] * 2
+        order = [e["event"] for e in status["events"] if e["event"] in ("SessionClosed", "TunnelClosed")]
+        assert order == ["SessionClosed"] * 3 + ["TunnelClosed"]
         assert not lac_sock.exists(), "the control socket is removed on exit"
     finally:
         for proc in procs.values():

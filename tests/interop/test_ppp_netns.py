@@ -30,13 +30,11 @@ from typing import Any
 
 import lab
 import pytest
-from daemon import Ours
+from daemon import LNS_ADDRESS, SESSIONS, Ours, lac_config, lns_config, sessions_of, up_addresses
 from tools import require_tool
 
 pytestmark = pytest.mark.interop
 
-SESSIONS = 100
-LNS_ADDRESS = "10.100.0.1"
 
 ECHO_SERVER = textwrap.dedent(
     """
@@ -124,68 +122,6 @@ def tools(tshark: str) -> str:
 def pair() -> Iterator[lab.NetnsPair]:
     with lab.NetnsPair() as p:
         yield p
-
-
-def lns_config(listen: str, users: Path) -> str:
-    return textwrap.dedent(
-        f"""
-        [node]
-        role = "lns"
-        listen = "{listen}"
-        control_socket = "@SOCK@"
-        [tunnel]
-        host_name = "our-lns"
-        secret = "ppp-secret"
-        [dataplane]
-        tun = "l2tp%d"
-        tun_addresses = ["{LNS_ADDRESS}/32"]
-        [ppp]
-        auth = ["chap", "pap"]
-        echo_interval = 1
-        echo_failure = 5
-        [lns]
-        pool = ["10.100.0.0/24"]
-        local_address = "{LNS_ADDRESS}"
-        dns = ["192.0.2.53", "192.0.2.54"]
-        users_file = "{users}"
-        """
-    )
-
-
-def lac_config(listen: str, lns: str) -> str:
-    return textwrap.dedent(
-        f"""
-        [node]
-        role = "lac"
-        listen = "{listen}"
-        control_socket = "@SOCK@"
-        [tunnel]
-        host_name = "our-lac"
-        secret = "ppp-secret"
-        [dataplane]
-        tun = "l2tp%d"
-        [ppp]
-        username = "subscriber"
-        password = "correct horse"
-        echo_interval = 1
-        echo_failure = 5
-        [lac]
-        lns = "{lns}"
-        sessions = {SESSIONS}
-        """
-    )
-
-
-def sessions_of(status: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for t in status["tunnels"] for s in t["sessions"]]
-
-
-def up_addresses(status: dict[str, Any]) -> list[str]:
-    return [
-        s["ppp"]["address"]
-        for s in sessions_of(status)
-        if s.get("ppp") and s["ppp"]["phase"] == "network" and s["ppp"]["ipcp"] == "OPENED"
-    ]
 
 
 def test_100_ppp_sessions_lac_to_lns(tools: str, pair: lab.NetnsPair, tmp_path: Path) -> None:
@@ -417,3 +353,7 @@ def test_lcp_keepalive_failure_ends_the_session(tools: str, pair: lab.NetnsPair,
     assert closed and closed[-1]["result_code"] == 1 and "keepalive" in (closed[-1]["message"] or ""), closed
     verdict = lab.judge(capture.path, tools)
     assert "CDN" in verdict.messages_from(pair.b_addr), verdict.table()
+    # RFC 3145: the CDN says why PPP ended (8: LCP keepalive error), as tshark reads it.
+    (cdn,) = [f for f in verdict.frames_detail if f.message == "CDN"]
+    assert cdn.first("l2tp.avp.disconnect_code") == "8", cdn.fields
+    assert closed[-1]["disconnect_cause"]["disconnect_code"] == 8

@@ -804,3 +804,44 @@ def test_an_lns_session_can_be_closed_from_every_setup_stage() -> None:
         peer.collect()
         assert peer.take("CDN")[0].session_id == PEER_SID
         assert peer.endpoint.session_count() == 0
+
+
+def test_line_identification_avps_reach_the_lns() -> None:
+    """TR-101 Agent-Circuit-Id / Agent-Remote-Id (vendor 3561 AVPs 1, 2) in ICRQ, M=0."""
+    pair = Pair()
+    call = CallInfo(agent_circuit_id="dslam1 atm 1/1:8.35", agent_remote_id="cpe-0042")
+    pair.lac.open_session(LNS_ADDR, pair.now, call=call)
+    pair.run_until(lambda: bool(_up(pair, "lns")))
+    icrq = next(m for _, m in _wire(pair, "lac") if m.name == "ICRQ")
+    vendor = [avp for avp in icrq.avps if avp.vendor_id == 3561]
+    assert [(a.attr_type, a.mandatory) for a in vendor] == [(1, False), (2, False)]
+    got = _up(pair, "lns")[0].call
+    assert (got.agent_circuit_id, got.agent_remote_id) == ("dslam1 atm 1/1:8.35", "cpe-0042")
+
+
+@pytest.mark.parametrize("closer", ["lac", "lns"])
+def test_cdn_carries_the_ppp_disconnect_cause(closer: str) -> None:
+    """RFC 3145: why PPP ended travels in the CDN and reaches both ends' SessionClosed."""
+    from l2tpfast.wire.avp import PppDisconnectCause
+
+    pair = Pair()
+    lac_tid, lac_sid, lns_tid, lns_sid = _established_call(pair)
+    cause = PppDisconnectCause(disconnect_code=4, control_protocol=0xC021, direction=1, message="echo lost")
+    ep, tid, sid = (pair.lac, lac_tid, lac_sid) if closer == "lac" else (pair.lns, lns_tid, lns_sid)
+    ep.close_session(tid, sid, pair.now, result_code=CDNResult.LOSS_OF_CARRIER, disconnect_cause=cause)
+    other = "lns" if closer == "lac" else "lac"
+    pair.run_until(lambda: bool(pair.events(other, SessionClosed)))
+    assert pair.events(other, SessionClosed)[0].disconnect_cause == cause
+    assert pair.events(closer, SessionClosed)[0].disconnect_cause == cause
+    cdn = next(m for _, m in _wire(pair, closer) if m.name == "CDN")
+    assert cdn[A.PPP_DISCONNECT_CAUSE_CODE] == cause
+    assert not pair.events(other, SessionClosed)[0].tunnel_closed
+
+
+def test_sessions_cleared_by_stopccn_say_so() -> None:
+    pair = Pair()
+    lac_tid, _, _, _ = _established_call(pair)
+    pair.lac.close_tunnel(lac_tid, pair.now)
+    pair.run_until(lambda: bool(pair.events("lns", SessionClosed)))
+    assert pair.events("lns", SessionClosed)[0].tunnel_closed
+    assert pair.events("lac", SessionClosed)[0].tunnel_closed
