@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
@@ -35,6 +36,7 @@ from l2tpfast.control.events import (
 )
 from l2tpfast.errors import L2TPError
 from l2tpfast.runtime.ip115 import Ip115Transport
+from l2tpfast.runtime.logs import ctx
 from l2tpfast.runtime.udp import UdpTransport
 from l2tpfast.wire.constants import CDNResult, SessionTarget, StopCCNResult
 
@@ -123,6 +125,8 @@ class ControlNode:
         self._timer_at: float | None = None
         self._stop = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
+        self.metrics: Any = None  # runtime.metrics.MetricsServer with [metrics] enabled
+        self.capture: Any = None  # runtime.pcap.ControlCapture with [log] control_pcap
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -139,6 +143,23 @@ class ControlNode:
         else:
             self._start_dataplane(dp_config)
         host, port = self.transport.local_address
+        if self.config.log.control_pcap:
+            from l2tpfast.runtime.pcap import ControlCapture
+
+            self.capture = ControlCapture(
+                self.config.log.control_pcap, max_bytes=self.config.log.control_pcap_max_bytes
+            )
+            log.info("control messages captured to %s", self.config.log.control_pcap)
+        if self.config.metrics is not None:
+            from l2tpfast.runtime.metrics import MetricsServer
+
+            self.metrics = MetricsServer(
+                lambda: self.command({"cmd": "status", "events": 0}),
+                self.config.metrics.listen,
+                self.config.metrics.port,
+            )
+            await self.metrics.start()
+            log.info("metrics on http://%s:%d/metrics", *self.metrics.address)
         log.info("listening on %s port %d as %s", host, port, self.config.role)
         if self.config.control_socket:
             path = self.config.control_socket
@@ -249,6 +270,8 @@ class ControlNode:
         for item in items:
             if item[0] == "control":
                 _, data, peer, local = item
+                if self.capture is not None:
+                    self._capture(data, peer, local)
                 self.endpoint.receive_datagram(data, peer, now, local)
             elif self.subscribers is not None:
                 frames.append((item[1], item[2], item[3]))
@@ -402,6 +425,12 @@ class ControlNode:
         return {"applied": applied, "restart_needed": restart}
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        if self.capture is not None:
+            self.capture.close()
+            self.capture = None
         if self._timer is not None:
             self._timer.cancel()
         if self._activity_task is not None:
@@ -440,6 +469,8 @@ class ControlNode:
         assert self.transport is not None
         now = self.now
         for item in self.transport.recv_batch(256):
+            if self.capture is not None:
+                self._capture(item.data, item.peer, item.local)
             self.endpoint.receive_datagram(item.data, item.peer, now, item.local)
         self._flush()
 
@@ -459,6 +490,8 @@ class ControlNode:
             if self.transport is not None:
                 for tx in self.endpoint.datagrams_to_send():
                     self.transport.send(tx.data, tx.addr, tx.local)
+                    if self.capture is not None:
+                        self._capture(tx.data, tx.addr, tx.local, outgoing=True)
                     sent += 1
             starts, self._ppp_starts = self._ppp_starts, []
             for event, slot, local in starts:
@@ -475,7 +508,7 @@ class ControlNode:
         handled = 0
         while (event := self.endpoint.next_event()) is not None:
             handled += 1
-            log.info("%s", describe(event))
+            log.info("%s", describe(event), extra=self._event_context(event))
             if self.dataplane is not None:
                 if isinstance(event, SessionEstablished):
                     self._install_session(event)
@@ -491,6 +524,34 @@ class ControlNode:
             if self.on_event is not None:
                 self.on_event(event)
         return handled
+
+    def _capture(self, data: bytes, peer: Any, local: str | None, *, outgoing: bool = False) -> None:
+        """One control message into the debugging pcap ([log] control_pcap), either way."""
+        assert self.transport is not None
+        host, port = self.transport.local_address
+        ours = (local or host, port)
+        src, dst = (ours, tuple(peer)) if outgoing else (tuple(peer), ours)
+        try:
+            if self.config.transport == "ip":
+                self.capture.record_ip(data, src, dst, time.time())
+            else:
+                self.capture.record(data, src, dst, time.time())
+        except ValueError as exc:  # e.g. a v4-mapped peer on a v6 wildcard: skip, never fail the node
+            log.debug("control pcap: %s", exc)
+
+    def _event_context(self, event: Event) -> dict[str, Any]:
+        """IDs and peer of an event, for the log line (JSON fields or the text prefix)."""
+        tid = getattr(event, "local_tunnel_id", None)
+        tunnel = self.endpoint.tunnels.get(tid) if tid is not None else None
+        peer = getattr(event, "peer", None) or (tunnel.peer if tunnel is not None else None)
+        return ctx(
+            tunnel_id=tid,
+            session_id=getattr(event, "local_session_id", None),
+            peer=peer,
+            peer_tunnel_id=getattr(event, "peer_tunnel_id", None)
+            or (tunnel.peer_tunnel_id if tunnel is not None else None),
+            peer_session_id=getattr(event, "peer_session_id", None),
+        )
 
     def _retire_counters(self, tunnel_id: int, session_id: int) -> None:
         """Keep a closing session's data counters in the node's totals (metrics never go back)."""

@@ -49,6 +49,7 @@ from l2tpfast.ppp.events import (
 from l2tpfast.ppp.fsm import FsmSettings
 from l2tpfast.ppp.lcp import LcpSettings
 from l2tpfast.ppp.link import LinkSettings, PppLink
+from l2tpfast.runtime.logs import ctx
 from l2tpfast.wire.avp import PppDisconnectCause
 from l2tpfast.wire.constants import MAX_DATA_HEADER, CDNResult, SessionFlag
 
@@ -361,6 +362,11 @@ class Subscribers:
             "tun": sub.tun.name if sub.tun is not None else None,
         }
 
+    @staticmethod
+    def _ctx(sub: Subscriber) -> dict[str, Any]:
+        """The log context of a subscriber's lines: IDs, peer and user (JSON fields, text prefix)."""
+        return ctx(tunnel_id=sub.key[0], session_id=sub.key[1], peer=sub.peer, username=sub.username)
+
     # --- the links' outputs ------------------------------------------------------------------
 
     def _pump(self, sub: Subscriber) -> None:
@@ -401,6 +407,7 @@ class Subscribers:
                 "session %d:%d PPP authenticated %s user=%r method=%s",
                 tid, sid, "to peer" if event.local else "peer", event.username,
                 event.method.name if event.method is not None else "proxy",
+                extra=self._ctx(sub),
             )  # fmt: skip
         elif isinstance(event, AuthenticationFailed):
             if not event.local:
@@ -411,20 +418,23 @@ class Subscribers:
                 sid,
                 event.username,
                 event.message,
+                extra=self._ctx(sub),
             )
         elif isinstance(event, NetworkUp):
             try:
                 self._network_up(sub, event)
             except OSError as exc:
                 # A TUN device or route the host refused: this session cannot carry traffic.
-                log.error("session %d:%d cannot be set up: %s", tid, sid, exc)
+                log.error("session %d:%d cannot be set up: %s", tid, sid, exc, extra=self._ctx(sub))
                 self._close_session(tid, sid, CDNResult.TEMPORARY_NO_FACILITIES, "no TUN device or route")
         elif isinstance(event, NetworkDown):
-            log.info("session %d:%d PPP %s down", tid, sid, Protocol(event.protocol).name)
+            log.info(
+                "session %d:%d PPP %s down", tid, sid, Protocol(event.protocol).name, extra=self._ctx(sub)
+            )
         elif isinstance(event, LinkClosed):
             if event.reason.startswith("keepalive"):
                 self.counters["keepalive_failures"] += 1
-            log.info("session %d:%d PPP link closed (%s)", tid, sid, event.reason)
+            log.info("session %d:%d PPP link closed (%s)", tid, sid, event.reason, extra=self._ctx(sub))
             if sub.key in self.by_key:
                 result = CDNResult.LOSS_OF_CARRIER if event.reason.startswith(("keepalive", "looped")) else (
                     CDNResult.ADMINISTRATIVE if event.by_peer else CDNResult.GENERAL_ERROR
@@ -512,6 +522,7 @@ class Subscribers:
             "session %d:%d PPP up user=%r address=%s peer=%s dns=%s",
             tid, sid, sub.username, event.local_address if not self.server else address,
             event.peer_address, ",".join(map(str, event.dns)) or "-",
+            extra=self._ctx(sub),
         )  # fmt: skip
 
     def _own_tun(self, sub: Subscriber, address: IPv4Address, peer: IPv4Address | None) -> None:
@@ -531,7 +542,7 @@ class Subscribers:
         self.path.route_add(address.packed, sub.slot)
         self.path.set_tun(sub.slot, device.fileno())
         self.dataplane.add_tun_reader(device)
-        log.info("session %d:%d TUN device %s", *sub.key, device.name)
+        log.info("session %d:%d TUN device %s", *sub.key, device.name, extra=self._ctx(sub))
 
     @staticmethod
     def link_mru(sub: Subscriber) -> int:
@@ -544,18 +555,19 @@ class Subscribers:
         log.info(
             "session %d:%d PPP IPv6CP up local=%s peer=%s",
             tid, sid, (event.local_identifier or b"").hex(), (event.peer_identifier or b"").hex(),
+            extra=self._ctx(sub),
         )  # fmt: skip
         if not self.server or self.prefix_pool is None or sub.prefix is not None:
             return
         prefix = self.prefix_pool.allocate(sub.key)
         if prefix is None:
             self.counters["pool_exhausted"] += 1
-            log.warning("session %d:%d IPv6 pool exhausted: no prefix", tid, sid)
+            log.warning("session %d:%d IPv6 pool exhausted: no prefix", tid, sid, extra=self._ctx(sub))
             return
         sub.prefix = prefix
         self.path.route_add(prefix.network_address.packed, sub.slot)  # the fast path keys on the /64
         self._send_ra(sub, self._now())
-        log.info("session %d:%d IPv6 prefix %s", tid, sid, prefix)
+        log.info("session %d:%d IPv6 prefix %s", tid, sid, prefix, extra=self._ctx(sub))
 
     def _send_ra(self, sub: Subscriber, now: float) -> None:
         """RFC 4861 6.2.4: a few Router Advertisements at first, then one every RA_INTERVAL."""
