@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--username", help="open-session: the PPP client's user name for this call ([ppp] otherwise)"
     )
     ctl.add_argument("--password", help="open-session: the PPP client's password for this call")
+    ctl.add_argument("--calling-number", help="open-session: the Calling Number AVP (RFC 2661 4.4.5)")
+    ctl.add_argument("--called-number", help="open-session: the Called Number AVP (RFC 2661 4.4.5)")
+    ctl.add_argument(
+        "--agent-circuit-id",
+        help="open-session: TR-101 Agent-Circuit-Id AVP (vendor 3561), as a BRAS sends it",
+    )
+    ctl.add_argument("--agent-remote-id", help="open-session: TR-101 Agent-Remote-Id AVP (vendor 3561)")
     return parser
 
 
@@ -236,6 +243,7 @@ def _ctl(
     args: list[str],
     tunnel: int | None,
     credentials: tuple[str | None, str | None] = (None, None),
+    call: dict[str, str] | None = None,
 ) -> int:
     import json
 
@@ -253,6 +261,8 @@ def _ctl(
         if action == "open-session" and credentials[0] is not None:
             payload["username"] = credentials[0]
             payload["password"] = credentials[1] or ""
+        if action == "open-session" and call:
+            payload["call"] = call
         if action in ("close-session", "close-tunnel", "route-add"):
             payload["tunnel_id"] = int(args[0])
         if action in ("close-session", "route-add"):
@@ -326,7 +336,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         return _status(args.socket, args.json, args.events)
     if args.command == "ctl":
-        return _ctl(args.socket, args.action, args.args, args.tunnel, (args.username, args.password))
+        call = {
+            name: getattr(args, name)
+            for name in ("calling_number", "called_number", "agent_circuit_id", "agent_remote_id")
+            if getattr(args, name) is not None
+        }
+        return _ctl(args.socket, args.action, args.args, args.tunnel, (args.username, args.password), call)
     parser.print_help()
     return 0
 

@@ -116,6 +116,7 @@ class FreeRadius(lab.PeerProcess):
         extra_client: tuple[str, str] | None = None,
         workdir: Path | None = None,
         ready_timeout: float = 10.0,
+        replies: dict[str, Sequence[str]] | None = None,
     ) -> None:
         self.pair = pair
         self.ns = ns
@@ -131,7 +132,7 @@ class FreeRadius(lab.PeerProcess):
         self.users_path = self.raddb / "mods-config" / "files" / "authorize"
         self.proc: subprocess.Popen[bytes] | None = None
         try:
-            self._write_config(users, extra_client)
+            self._write_config(users, extra_client, replies or {})
             started = time.monotonic()
             self.proc = pair.popen(ns, ["freeradius", "-X", "-d", str(self.raddb)], log_path=self.log_path)
             lab.wait_for_line(self.log_path, FREERADIUS_READY, ready_timeout, self.proc)
@@ -141,7 +142,9 @@ class FreeRadius(lab.PeerProcess):
             self.stop()
             raise
 
-    def _write_config(self, users: Sequence[User], extra_client: tuple[str, str] | None) -> None:
+    def _write_config(
+        self, users: Sequence[User], extra_client: tuple[str, str] | None, replies: dict[str, Sequence[str]]
+    ) -> None:
         shutil.copytree(SYSTEM_RADDB, self.raddb, symlinks=True)
         conf = self.raddb / "radiusd.conf"
         text = conf.read_text()
@@ -171,14 +174,31 @@ class FreeRadius(lab.PeerProcess):
             lines.append(
                 f"{_quoted(username, 'username')}\tCleartext-Password := {_quoted(password, 'password')}"
             )
-            if framed_ip is not None:
-                lines[-1] += f"\n\tFramed-IP-Address = {framed_ip}"
+            reply = [f"Framed-IP-Address = {framed_ip}"] if framed_ip is not None else []
+            reply += list(replies.get(username, ()))
+            if reply:
+                lines[-1] += "\n\t" + ",\n\t".join(reply)
         # ``users`` in the copy is a symlink to this file, as in the system config.
         self.users_path.unlink()
         self.users_path.write_text("\n".join(lines) + "\n")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def accounting_records(self) -> list[dict[str, str]]:
+        """What the ``detail`` module wrote (radacct/<client>/detail-*): one dict per record,
+        attribute name -> value as FreeRADIUS printed it (quotes removed), in arrival order."""
+        records: list[dict[str, str]] = []
+        for path in sorted((self.workdir / "radacct").glob("*/detail-*")):
+            for block in path.read_text(errors="replace").split("\n\n"):
+                record: dict[str, str] = {}
+                for line in block.splitlines()[1:]:  # the first line is the time it arrived
+                    name, sep, value = line.strip().partition(" = ")
+                    if sep:
+                        record[name] = value.strip('"')
+                if record:
+                    records.append(record)
+        return records
 
     def radtest(
         self,

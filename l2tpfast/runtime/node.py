@@ -126,6 +126,7 @@ class ControlNode:
         self._stop = asyncio.Event()
         self._server: asyncio.AbstractServer | None = None
         self.metrics: Any = None  # runtime.metrics.MetricsServer with [metrics] enabled
+        self.aaa: Any = None  # runtime.aaa.RadiusAaa with [radius]
         self.capture: Any = None  # runtime.pcap.ControlCapture with [log] control_pcap
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -233,6 +234,11 @@ class ControlNode:
                 )
                 self._flush_soon()
 
+        aaa = None
+        if self.config.radius is not None:
+            from l2tpfast.runtime.aaa import RadiusAaa
+
+            aaa = self.aaa = RadiusAaa(self.config.radius, lambda: self.now)
         self.subscribers = Subscribers(
             server=self.config.role == "lns",
             ppp=ppp,
@@ -246,8 +252,11 @@ class ControlNode:
             session_tun=self.config.lac.session_tun if self.config.lac is not None else None,
             mtu=self.config.dataplane.mtu if self.config.dataplane is not None else 1500,
             tun_queue=self.config.dataplane.tun_queue if self.config.dataplane is not None else 0,
+            aaa=aaa,
         )
         self.subscribers.start()
+        if aaa is not None:
+            aaa.start(self.subscribers.dae_request)
 
     def _auth_backend(self) -> Any:
         """The users file, read again (start and SIGHUP), or None: everyone in."""
@@ -362,6 +371,10 @@ class ControlNode:
         the routes and TUN devices.
         """
         log.info("shutting down: %d tunnel(s), %d session(s)", *self._counts())
+        if self.subscribers is not None and self.aaa is not None:
+            from l2tpfast.aaa.radius.terminate import LocalCause
+
+            self.subscribers.end_all(LocalCause.ADMIN_REBOOT)  # RFC 2866 5.10: Admin-Reboot
         for tunnel_id, tunnel in list(self.endpoint.tunnels.items()):
             if tunnel.closing:
                 continue
@@ -415,6 +428,8 @@ class ControlNode:
         self.endpoint.settings = merged.endpoint
         if self.subscribers is not None:
             self.subscribers.reconfigure(merged.ppp, merged.lns, self._auth_backend())
+        if self.aaa is not None and merged.radius is not None:
+            self.aaa.reconfigure(merged.radius)
         from l2tpfast.runtime.logs import configure_logging
 
         configure_logging(merged.log.level, merged.log.format)
@@ -438,6 +453,9 @@ class ControlNode:
             self._activity_task = None
         if self.subscribers is not None:
             self.subscribers.stop()
+        if self.aaa is not None:
+            self.aaa.close()
+            self.aaa = None
         if self.dataplane is not None:
             self.dataplane.stop()
             for t in self.dataplane.transports[1:]:
@@ -652,13 +670,26 @@ class ControlNode:
             }
             if self.dataplane is not None:
                 result["dataplane"] = self._dataplane_status(result)
+            if self.aaa is not None:
+                result["radius"] = self.aaa.status()
             wanted = int(request.get("events", 50))
             result["events"] = list(self.events)[-wanted:] if wanted > 0 else []
         elif cmd == "open-tunnel":
             result = {"tunnel_id": ep.open_tunnel(_peer(request), now)}
         elif cmd == "open-session":
             target: Any = int(request["tunnel_id"]) if "tunnel_id" in request else _peer(request)
-            tid, sid = ep.open_session(target, now)
+            call = None
+            if "call" in request:
+                from l2tpfast.control.events import CallInfo
+
+                given = dict(request["call"])
+                call = CallInfo(
+                    calling_number=_text(given.get("calling_number")),
+                    called_number=_text(given.get("called_number")),
+                    agent_circuit_id=_text(given.get("agent_circuit_id")),
+                    agent_remote_id=_text(given.get("agent_remote_id")),
+                )
+            tid, sid = ep.open_session(target, now, call=call)
             if "username" in request:
                 if self.subscribers is None or self.subscribers.server:
                     raise KeyError("credentials are for a LAC with a [ppp] section")
@@ -691,6 +722,10 @@ class ControlNode:
             raise KeyError(f"unknown command {cmd!r}")
         self._flush()
         return result
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _peer(request: dict[str, Any]) -> tuple[str, int]:

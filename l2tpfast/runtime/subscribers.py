@@ -35,7 +35,7 @@ import numpy as np
 from l2tpfast.aaa.pool import AddressPool, PrefixPool
 from l2tpfast.config import LnsConfig, PppConfig
 from l2tpfast.control.events import SessionClosed, SessionEstablished
-from l2tpfast.ppp.auth import AuthBackend, AuthDecision, AuthSettings
+from l2tpfast.ppp.auth import AuthBackend, AuthDecision, AuthRequest, AuthSettings
 from l2tpfast.ppp.constants import Protocol
 from l2tpfast.ppp.events import (
     Authenticated,
@@ -146,6 +146,15 @@ class Subscriber:
     #: Client with ``[lac] session_tun``: the session's own TUN device.
     tun: Any = None
     username: str | None = None
+    #: What the LAC said about the call (numbers, TR-101 line IDs): RADIUS hears it.
+    call: Any = None
+    #: RADIUS: the session's accounting and limits (runtime.aaa.Accounting).
+    acct: Any = None
+    #: PPP frames to and from the link (the fast path counts them among the data, too).
+    frames_in: int = 0
+    frames_out: int = 0
+    #: How PPP ended (the LinkClosed event), for the Acct-Terminate-Cause.
+    closed: LinkClosed | None = None
 
 
 def link_settings(ppp: PppConfig, lns: LnsConfig | None, *, server: bool) -> LinkSettings:
@@ -193,8 +202,12 @@ class Subscribers:
         dataplane: Any = None,
         mtu: int = 1500,
         tun_queue: int = 0,
+        aaa: Any = None,
     ) -> None:
         self.server = server
+        #: runtime.aaa.RadiusAaa with [radius]: authentication, accounting, limits, DAE.
+        self.aaa = aaa
+        self._tasks: set[asyncio.Task[None]] = set()
         self.ppp = ppp
         self.lns = lns
         self.path = path
@@ -270,10 +283,15 @@ class Subscribers:
         self.backend = backend if backend is not None else AllowAll()
 
     async def drain(self, timeout: float) -> None:
-        """Wait (bounded) for the queued route and address removals to reach the kernel."""
+        """Wait (bounded) for the queued route and address removals to reach the kernel, and for
+        the accounting Stops in flight to be answered."""
         await self.ip.wait(timeout)
+        if self.aaa is not None:
+            await self.aaa.drain(timeout)
 
     def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self._timer_handle is not None:
             self._timer_handle.cancel()
             self._timer_handle = None
@@ -287,7 +305,7 @@ class Subscribers:
             username, password = self.credentials.pop(key)
             settings = dataclasses.replace(settings, username=username, password=password)
         link = PppLink(settings, server=self.server)
-        sub = Subscriber(key, slot, event.peer, local, link)
+        sub = Subscriber(key, slot, event.peer, local, link, call=event.call)
         self.by_key[key] = sub
         self.by_slot[slot] = sub
         self.counters["links_started"] += 1
@@ -314,6 +332,9 @@ class Subscribers:
         sub = self.by_key.pop((event.local_tunnel_id, event.local_session_id), None)
         if sub is None:
             return
+        if sub.acct is not None and self.aaa is not None:
+            # Counters first: the node takes the session out of the fast path after this.
+            self.aaa.stopped(sub.acct, self.counters_of(sub), self._terminate_cause(sub, event))
         self.by_slot.pop(sub.slot, None)
         sub.link.lower_down(self._now())
         self._release(sub)
@@ -328,6 +349,7 @@ class Subscribers:
                 self.counters["frames_unknown_session"] += 1
                 continue
             self.counters["frames_in"] += 1
+            sub.frames_in += 1
             if sub.waiting:
                 sub.waiting = False
                 sub.link.start(now)
@@ -360,6 +382,9 @@ class Subscribers:
             "address": str(sub.address) if sub.address else None,
             "prefix": str(sub.prefix) if sub.prefix else None,
             "tun": sub.tun.name if sub.tun is not None else None,
+            "frames_in": sub.frames_in,
+            "frames_out": sub.frames_out,
+            "acct_session_id": sub.acct.session.acct_session_id if sub.acct is not None else None,
         }
 
     @staticmethod
@@ -396,6 +421,7 @@ class Subscribers:
         header = bytes(self._headers[0, : self._header_lengths[0]])
         self._send(header + information, sub.peer, sub.local)
         self.counters["frames_out"] += 1
+        sub.frames_out += 1
 
     def _on_event(self, sub: Subscriber, event: PppEvent) -> None:
         tid, sid = sub.key
@@ -432,6 +458,7 @@ class Subscribers:
                 "session %d:%d PPP %s down", tid, sid, Protocol(event.protocol).name, extra=self._ctx(sub)
             )
         elif isinstance(event, LinkClosed):
+            sub.closed = event
             if event.reason.startswith("keepalive"):
                 self.counters["keepalive_failures"] += 1
             log.info("session %d:%d PPP link closed (%s)", tid, sid, event.reason, extra=self._ctx(sub))
@@ -443,7 +470,26 @@ class Subscribers:
 
     def _authenticate(self, sub: Subscriber, event: AuthenticationRequested) -> None:
         request = event.request
+        if request is not None and self.aaa is not None:
+            # RADIUS answers later; the link waits (its authenticator keeps its own timeout).
+            task = asyncio.get_running_loop().create_task(self._radius_authenticate(sub, request))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         decision = self.backend.authenticate(request) if request is not None else AuthDecision(True)
+        self._decide(sub, request, decision)
+
+    async def _radius_authenticate(self, sub: Subscriber, request: AuthRequest) -> None:
+        info = self.aaa.session_info(sub.key, sub.call, request.username)
+        decision, reply = await self.aaa.authenticate(request, info)
+        if self.by_key.get(sub.key) is not sub:
+            return  # the session ended while the server thought
+        if decision.accepted:
+            sub.acct = self.aaa.accounting_for(info, reply)
+        self._decide(sub, request, decision)
+        self._pump(sub)
+
+    def _decide(self, sub: Subscriber, request: AuthRequest | None, decision: AuthDecision) -> None:
         username = request.username if request is not None else None
         duplicate = username is not None and bool(self.by_user.get(username))
         if decision.accepted and duplicate and self.lns is not None and not self.lns.duplicate_logins:
@@ -467,7 +513,108 @@ class Subscribers:
             if username is not None:
                 sub.username = username
                 self.by_user.setdefault(username, set()).add(sub.key)
+        else:
+            sub.acct = None
         sub.link.complete_authentication(decision, self._now(), peer_address=address)
+
+    # --- RADIUS: accounting, limits, dynamic authorization ------------------------------------
+
+    def counters_of(self, sub: Subscriber) -> dict[str, int]:
+        """The fast path's counters of the session (rx: from the subscriber, tx: to it)."""
+        row = self.path.counters[sub.slot]
+        return {name: int(row[name]) for name in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes")}
+
+    def _terminate_cause(self, sub: Subscriber, event: SessionClosed) -> int:
+        from l2tpfast.runtime.aaa import terminate_cause
+
+        return terminate_cause(sub.acct, sub.closed, event, lns=self.server)
+
+    def end_all(self, cause: Any) -> None:
+        """The node is going down: every session's Stop says so (terminate.LocalCause)."""
+        for sub in self.by_key.values():
+            if sub.acct is not None and sub.acct.local_cause is None:
+                sub.acct.local_cause = cause
+
+    def _end(self, sub: Subscriber, cause: Any, message: str) -> None:
+        sub.acct.local_cause = cause
+        self._close_session(*sub.key, CDNResult.ADMINISTRATIVE, message)
+
+    def _acct_due(self, sub: Subscriber, now: float) -> None:
+        """Interim-Update, Session-Timeout and Idle-Timeout of one session (RFC 2865 5.27, 5.28)."""
+        from l2tpfast.aaa.radius.terminate import LocalCause
+
+        acct = sub.acct
+        if acct is None or not acct.started or acct.stopped or acct.local_cause is not None:
+            return
+        if acct.session_deadline is not None and acct.session_deadline <= now:
+            self.aaa.counters["session_timeouts"] += 1
+            self._end(sub, LocalCause.SESSION_TIMEOUT, "Session-Timeout")
+            return
+        if acct.idle_check is not None and acct.idle_check <= now and acct.idle_timeout:
+            # Idle: no IP from the subscriber (its PPP frames, LCP echoes, do not count).
+            rx = self.counters_of(sub)["rx_packets"] - sub.frames_in
+            if rx != acct.last_rx:
+                acct.last_rx, acct.last_active = rx, now
+            if now - acct.last_active >= acct.idle_timeout:
+                self.aaa.counters["idle_timeouts"] += 1
+                self._end(sub, LocalCause.IDLE_TIMEOUT, "Idle-Timeout")
+                return
+            acct.idle_check = now + min(acct.idle_timeout, 10.0)
+        if acct.next_interim is not None and acct.next_interim <= now:
+            self.aaa.interim(acct, self.counters_of(sub))
+        self._schedule_acct(sub)
+
+    def _schedule_acct(self, sub: Subscriber) -> None:
+        acct = sub.acct
+        times = [t for t in (acct.session_deadline, acct.idle_check, acct.next_interim) if t is not None]
+        if times:
+            self._seq += 1
+            heapq.heappush(self._timers, (min(times), self._seq, sub.key))
+            self._arm()
+
+    def find(self, request: Any) -> list[Subscriber]:
+        """The sessions a Disconnect/CoA-Request names (RFC 5176 3: every attribute given must match)."""
+        from l2tpfast.runtime.aaa import names_session
+
+        return [
+            sub
+            for sub in self.by_key.values()
+            if sub.acct is not None and names_session(request, sub.acct, sub.username, sub.address)
+        ]
+
+    def dae_request(self, request: Any) -> tuple[bool, int | None]:
+        """RFC 5176: end (Disconnect) or change (CoA) the named sessions; ACK, or NAK with why."""
+        from l2tpfast.aaa.radius.terminate import LocalCause
+        from l2tpfast.runtime.aaa import MISSING_ATTRIBUTE, SESSION_NOT_FOUND
+
+        kind = request.kind
+        self.aaa.counters["disconnect_requests" if kind == "disconnect" else "coa_requests"] += 1
+        if not request.identifies_session:
+            self.aaa.counters["dae_naks"] += 1
+            return False, MISSING_ATTRIBUTE
+        subs = self.find(request)
+        if not subs:
+            self.aaa.counters["dae_naks"] += 1
+            return False, SESSION_NOT_FOUND
+        for sub in subs:
+            if kind == "disconnect":
+                log.info(
+                    "session %d:%d Disconnect-Request from %s",
+                    *sub.key,
+                    request.addr[0],
+                    extra=self._ctx(sub),
+                )
+                self._end(sub, LocalCause.ADMIN_RESET, "RADIUS Disconnect-Request")
+            else:
+                self.aaa.apply_coa(sub.acct, request)
+                self._schedule_acct(sub)
+                log.info(
+                    "session %d:%d CoA-Request from %s applied",
+                    *sub.key,
+                    request.addr[0],
+                    extra=self._ctx(sub),
+                )
+        return True, None
 
     def _network_up(self, sub: Subscriber, event: NetworkUp) -> None:
         tid, sid = sub.key
@@ -495,6 +642,9 @@ class Subscribers:
             if self.pool is None or not self.pool.contains(address):
                 self.ip.add(f"route replace {address}/32 dev {self.tun.name}")
                 sub.kernel_route = True
+            if sub.acct is not None and not sub.acct.started:
+                self.aaa.started(sub.acct, self.counters_of(sub), address)
+                self._schedule_acct(sub)
         elif self.session_tun is not None:
             address = event.local_address
             if address is None:
@@ -651,6 +801,8 @@ class Subscribers:
         for sub in due.values():
             if sub.ra_next is not None and sub.ra_next <= now:
                 self._send_ra(sub, now)
+            if sub.acct is not None:
+                self._acct_due(sub, now)
             when = sub.link.get_timer()
             if when is not None and when <= now:
                 sub.link.handle_timer(now)
