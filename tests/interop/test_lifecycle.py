@@ -98,3 +98,32 @@ def test_sigterm_clears_100_sessions_then_the_tunnel(tools: str, pair: lab.Netns
     ]
     assert acked, "the LAC acknowledged the StopCCN"
     print(f"SIGTERM to exit with {SESSIONS} sessions: {stop_seconds:.2f} s")
+
+
+def test_sighup_rereads_the_users_file_and_keeps_sessions(pair: lab.NetnsPair, tmp_path: Path) -> None:
+    """A user added to the users file can log in after SIGHUP; the session already up stays up."""
+    require_tool("ip", "namespaces")
+    users = tmp_path / "users"
+    users.write_text('subscriber "correct horse"\n')
+    lns = Ours(pair, pair.b, tmp_path / "lns", lns_config(pair.b_addr, users))
+    lac_text = lac_config(pair.a_addr, pair.b_addr).replace(f"sessions = {SESSIONS}", "sessions = 1")
+    lac = Ours(pair, pair.a, tmp_path / "lac", lac_text)
+    status = lac.wait("one session up", lambda s: len(up_addresses(s)) == 1, timeout=20)
+    tunnel_id = str(status["tunnels"][0]["local_tunnel_id"])
+    first = sessions_of(status)[0]["local_session_id"]
+
+    lac.ctl("open-session", "--tunnel", tunnel_id, "--username", "newbie", "--password", "pw")
+    lns.wait("newbie refused", lambda s: s["dataplane"]["ppp"]["auth_rejected"] == 1)
+
+    users.write_text('subscriber "correct horse"\nnewbie pw\n')
+    lns.proc.send_signal(signal.SIGHUP)
+    lab.wait_for_line(lns.log_path, "reloaded", 10.0, lns.proc)
+    lac.ctl("open-session", "--tunnel", tunnel_id, "--username", "newbie", "--password", "pw")
+    status = lns.wait("newbie in", lambda s: len(up_addresses(s)) == 2, timeout=20)
+    users_up = {s["ppp"]["username"] for s in sessions_of(status) if s.get("ppp")}
+    assert users_up == {"subscriber", "newbie"}
+    lac_now = lac.status()
+    assert first in [s["local_session_id"] for s in sessions_of(lac_now)], "the first session stayed up"
+    assert not [
+        e for e in lac_now["events"] if e["event"] == "SessionClosed" and e["local_session_id"] == first
+    ]

@@ -12,6 +12,9 @@ FreeRADIUS. Namespace a runs our LAC (PPP client, MS-CHAPv2 asked by the LNS). C
   path's counters of the session, and its IP packets are exactly the datagrams sent; Class is
   echoed; the LAC's Calling Number and TR-101 Agent-Circuit-Id/Agent-Remote-Id reach RADIUS;
 - Session-Timeout (bob, 3 s) ends a session with a CDN and a Stop saying Session-Timeout;
+- Idle-Timeout (carol, 2 s, no traffic) does the same with a Stop saying Idle-Timeout;
+- a CoA-Request (RFC 5176) that sets Session-Timeout = 1 on a running session is ACKed and
+  ends it a second later;
 - Disconnect-Request (RFC 5176) from radclient ends the session it names (ACK, Stop with
   Admin-Reset) and is NAKed with Error-Cause 503 for a session that does not exist.
 """
@@ -120,11 +123,12 @@ def test_lns_with_freeradius(tools: str, pair: lab.NetnsPair, tmp_path: Path) ->
     radius = FreeRadius(
         pair,
         pair.b,
-        [("alice", "alice-pw", "10.100.0.77"), ("bob", "bob-pw", None)],
+        [("alice", "alice-pw", "10.100.0.77"), ("bob", "bob-pw", None), ("carol", "carol-pw", None)],
         workdir=tmp_path / "radius",
         replies={
             "alice": ["Acct-Interim-Interval = 2", 'Class = "plan-gold"'],
             "bob": ["Session-Timeout = 3"],
+            "carol": ["Idle-Timeout = 2"],
         },
     )
     with radius:
@@ -227,9 +231,41 @@ def test_lns_with_freeradius(tools: str, pair: lab.NetnsPair, tmp_path: Path) ->
         lac.wait("the LAC sees it go", lambda s: not sessions_of(s))
         answer = radclient(pair, "disconnect", 'Acct-Session-Id = "no-such-session"')
         assert "Received Disconnect-NAK" in answer and "Session-Context-Not-Found" in answer, answer
+
+        # Idle-Timeout: carol sends nothing and is cut after 2 s (LCP frames do not count).
+        lac.ctl("open-session", "--tunnel", tunnel_id, "--username", "carol", "--password", "carol-pw")
+        carol = _wait_user(lns, "carol")
+        records = wait_records(radius, carol, lambda r: r and r[-1].get("Acct-Status-Type") == "Stop", "idle")
+        assert records[-1]["Acct-Terminate-Cause"] == "Idle-Timeout"
+        assert 2 <= int(records[-1]["Acct-Session-Time"]) <= 5
+
+        # CoA-Request gives a running session a Session-Timeout of 1 s: ACK, and it ends so.
+        lac.ctl("open-session", "--tunnel", tunnel_id)
+        coa = _wait_user(lns, "alice")
+        answer = radclient(pair, "coa", f'Acct-Session-Id = "{coa}", Session-Timeout = 1')
+        assert "Received CoA-ACK" in answer, answer
+        records = wait_records(radius, coa, lambda r: r and r[-1].get("Acct-Status-Type") == "Stop", "CoA")
+        assert records[-1]["Acct-Terminate-Cause"] == "Session-Timeout"
+
         final = lns.status()["radius"]
         assert final["disconnect_requests"] == 2 and final["dae_naks"] == 1
+        assert final["coa_requests"] == 1 and final["idle_timeouts"] == 1 and final["session_timeouts"] == 2
         assert "testing123" not in lns.log()  # the secret is never logged
+
+
+def _wait_user(lns: Ours, username: str) -> str:
+    """The Acct-Session-Id of the user's session, once its IPCP is up at the LNS."""
+
+    def up(s: dict[str, Any]) -> bool:
+        return any(x["ppp"]["username"] == username and x["ppp"]["ipcp"] == "OPENED" for x in _ppp(s))
+
+    status = lns.wait(f"{username} up", up, timeout=15)
+    (found,) = [x for x in _ppp(status) if x["ppp"]["username"] == username]
+    return str(found["ppp"]["acct_session_id"])
+
+
+def _ppp(status: dict[str, Any]) -> list[dict[str, Any]]:
+    return [x for x in sessions_of(status) if x.get("ppp")]
 
 
 def _hex(text: str) -> str:
