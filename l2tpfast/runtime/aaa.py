@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import time
@@ -34,7 +35,7 @@ from l2tpfast.aaa.radius.client import RadiusServer, RadiusSettings
 from l2tpfast.aaa.radius.constants import ErrorCause
 from l2tpfast.aaa.radius.dae import DaeRequest, DaeServer
 from l2tpfast.aaa.radius.packet import AccessReply, AccountingRecord, SessionInfo, to_decision
-from l2tpfast.aaa.radius.terminate import PppEnding, acct_terminate_cause
+from l2tpfast.aaa.radius.terminate import LocalCause, PppEnding, acct_terminate_cause
 from l2tpfast.config import RadiusConfig
 from l2tpfast.control.events import CallInfo, SessionClosed
 from l2tpfast.ppp.auth import AuthDecision, AuthRequest
@@ -63,8 +64,8 @@ class Accounting:
     last_active: float = 0.0
     started: bool = False
     stopped: bool = False
-    #: Why we ended the session ourselves (terminate.LocalCause), when we did.
-    local_cause: Any = None
+    #: Why we ended the session ourselves, when we did.
+    local_cause: LocalCause | None = None
     class_values: tuple[bytes, ...] = field(default=(), repr=False)
 
 
@@ -118,6 +119,8 @@ class RadiusAaa:
 
         old = self._service
         self.config, self.settings, self._secret = config, _settings(config), config.secret.encode()
+        if self._dae is not None:
+            self._dae.dae = DaeServer({host: self._secret for host in config.dae_clients})
         if old is not None:
             self._service = RadiusService(self.settings)
             # Requests in flight on the old client end as unanswered; accounting is retried by
@@ -297,8 +300,6 @@ MISSING_ATTRIBUTE = ErrorCause.MISSING_ATTRIBUTE
 
 
 def _with_address(session: SessionInfo, address: IPv4Address | None) -> SessionInfo:
-    import dataclasses
-
     return dataclasses.replace(session, framed_address=address) if address is not None else session
 
 

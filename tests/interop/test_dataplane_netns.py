@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +61,6 @@ def tools(tshark: str) -> str:
     for name, why in (("ip", "namespaces"), ("ethtool", "checksum offload off"), ("tcpdump", "captures")):
         require_tool(name, why)
     return tshark
-
-
-@pytest.fixture
-def pair() -> Iterator[lab.NetnsPair]:
-    with lab.NetnsPair() as p:
-        yield p
 
 
 def _config(role: str, listen: str, lns: str, transport: str, tun_addr: str) -> str:

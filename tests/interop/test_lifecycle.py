@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +22,9 @@ from tools import require_tool
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture
-def tools(tshark: str) -> str:
-    for name, why in (("ip", "namespaces"), ("tcpdump", "captures")):
-        require_tool(name, why)
-    return tshark
-
-
-@pytest.fixture
-def pair() -> Iterator[lab.NetnsPair]:
-    with lab.NetnsPair() as p:
-        yield p
-
-
-def test_sigterm_clears_100_sessions_then_the_tunnel(tools: str, pair: lab.NetnsPair, tmp_path: Path) -> None:
+def test_sigterm_clears_100_sessions_then_the_tunnel(
+    capture_tools: str, pair: lab.NetnsPair, tmp_path: Path
+) -> None:
     users = tmp_path / "users"
     users.write_text('subscriber "correct horse"\n')
     with lab.Capture(pair, pair.b, tmp_path / "capture.pcap") as capture:
@@ -77,7 +65,7 @@ def test_sigterm_clears_100_sessions_then_the_tunnel(tools: str, pair: lab.Netns
     assert "10.100.0." not in pair.run(pair.b, "ip", "route", "show").stdout
 
     # The wire, judged by tshark: 100 CDNs (one per session, result 3), then the StopCCN, each acked.
-    verdict = lab.judge(capture.path, tools)
+    verdict = lab.judge(capture.path, capture_tools)
     assert verdict.problems == [], verdict.table()
     sent = [f for f in verdict.frames_detail if f.src.rpartition(":")[0] == pair.b_addr]
     cdns = [f for f in sent if f.message == "CDN"]

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,12 +115,6 @@ def tools(tshark: str) -> str:
     ):
         require_tool(name, why)
     return tshark
-
-
-@pytest.fixture
-def pair() -> Iterator[lab.NetnsPair]:
-    with lab.NetnsPair() as p:
-        yield p
 
 
 def test_100_ppp_sessions_lac_to_lns(tools: str, pair: lab.NetnsPair, tmp_path: Path) -> None:

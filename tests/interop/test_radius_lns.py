@@ -24,7 +24,6 @@ from __future__ import annotations
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +62,6 @@ def tools(tshark: str) -> str:
     ):
         require_tool(name, why)
     return tshark
-
-
-@pytest.fixture
-def pair() -> Iterator[lab.NetnsPair]:
-    with lab.NetnsPair() as p:
-        yield p
 
 
 def radius_lns_config(listen: str) -> str:

@@ -13,7 +13,6 @@ side: our StopCCN (``l2tpfast ctl close-tunnel``) and xl2tpd's (``d NAME`` as LA
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +53,6 @@ def tools(tshark: str) -> str:
     ):
         require_tool(name, why)
     return tshark
-
-
-@pytest.fixture
-def pair() -> Iterator[lab.NetnsPair]:
-    with lab.NetnsPair() as p:
-        yield p
 
 
 def _config(role: str, listen: str, secret: str | None, hidden: bool, host_name: str) -> str:
