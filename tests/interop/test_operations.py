@@ -111,16 +111,20 @@ def test_metrics_logs_and_pcap_of_a_running_lns(
     # Quiet again: a scrape and status --json tell the same story. The last datagrams may still
     # be on their way through the LAC under load, so wait until a scrape, the status and a
     # second scrape all agree (bounded); they must agree once nothing moves.
+    def seen(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> list[float]:
+        return [
+            value(samples, f"l2tpfast_data_{kind}_total", direction=d)
+            for kind in ("packets", "bytes")
+            for d in ("rx", "tx")
+        ]
+
     for _ in range(20):
         samples = scrape(pair)
         status = lns.status()
         again = scrape(pair)
         totals = status["dataplane"]["totals"]
-        if (
-            value(samples, "l2tpfast_data_packets_total", direction="rx")
-            == totals["rx_packets"]
-            == value(again, "l2tpfast_data_packets_total", direction="rx")
-        ):
+        wanted = [totals[f"{d}_{kind}"] for kind in ("packets", "bytes") for d in ("rx", "tx")]
+        if seen(samples) == wanted == seen(again):
             break
         time.sleep(0.5)
     assert value(samples, "l2tpfast_data_packets_total", direction="rx") == totals["rx_packets"]
