@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", "-c", required=True, help="TOML configuration file")
     run.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help="override node.log_level"
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="override [log] level (also after a reload)",
     )
 
     check = sub.add_parser(
@@ -137,6 +139,7 @@ def _run(config_path: str, log_level: str | None) -> int:
     configure_logging(log_level or config.log.level, config.log.format)
     logging.getLogger("l2tpfast").info("configuration %s", config_path)
     node = ControlNode(config, config_path=config_path)
+    node.log_level_override = log_level
     try:
         asyncio.run(node.run())
     except ConfigError as exc:

@@ -107,6 +107,8 @@ class LnsConfig:
     """``[lns]``: what subscribers get (addresses from the pool, DNS) and who may log in."""
 
     pool: tuple[str, ...] = ()
+    #: Named pools (``[lns.pools]``), chosen by a RADIUS Framed-Pool (RFC 2869 5.18).
+    pools: tuple[tuple[str, tuple[str, ...]], ...] = ()
     local_address: ipaddress.IPv4Address | None = None
     dns: tuple[ipaddress.IPv4Address, ...] = ()
     nbns: tuple[ipaddress.IPv4Address, ...] = ()
@@ -693,6 +695,8 @@ def _lns(table: Any) -> LnsConfig:
         pool = tuple(_expect("lns.pool", v, str) for v in _expect("lns.pool", table["pool"], list))
         AddressPool(pool, key="lns.pool")  # checks every range
         values["pool"] = pool
+    if "pools" in table:
+        values["pools"] = _named_pools(table["pools"], values.get("pool", ()))
     if "local_address" in table:
         values["local_address"] = _address_list("lns.local_address", [table["local_address"]])[0]
     for name in ("dns", "nbns"):
@@ -724,6 +728,27 @@ def _lns(table: Any) -> LnsConfig:
             "lns.duplicate_logins", table["duplicate_logins"], bool, "true or false"
         )
     return LnsConfig(**values)
+
+
+def _named_pools(table: Any, default: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``[lns.pools]`` name = [ranges]: disjoint from each other and from ``pool``."""
+    from l2tpfast.aaa.pool import AddressPool
+
+    hint = 'a table of name = ["10.200.0.0/24"], e.g. [lns.pools] gold = ["10.200.0.0/24"]'
+    out: list[tuple[str, tuple[str, ...]]] = []
+    seen: list[tuple[str, int, int]] = (
+        [("lns.pool", a, b) for a, b in AddressPool(default).ranges] if default else []
+    )
+    for name, ranges in _expect("lns.pools", table, dict, hint).items():
+        key = f"lns.pools.{name}"
+        specs = tuple(_expect(key, v, str) for v in _expect(key, ranges, list, hint))
+        for first, last in AddressPool(specs, key=key).ranges:
+            for other, a, b in seen:
+                if first <= b and a <= last:
+                    raise ConfigError(key, f"overlaps {other}", "pools must not share addresses")
+            seen.append((key, first, last))
+        out.append((str(name), specs))
+    return tuple(out)
 
 
 def _dataplane(table: Any) -> DataplaneConfig | None:

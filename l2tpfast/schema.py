@@ -185,6 +185,7 @@ SECTIONS: tuple[Section, ...] = (
         'role = "lns" with [ppp]: what subscribers get',
         (
             Key("pool", "list of ranges", "[]", 'IPv4 pool: "10.100.0.0/16" or "10.1.0.10-10.1.0.99"'),
+            Key("pools", "table of name = ranges", "{}", "named pools a RADIUS Framed-Pool chooses"),
             Key("local_address", "IPv4 address", "none", "our address on every PPP link"),
             _hot("dns", "list of IPv4", "[]", "DNS servers offered by IPCP (RFC 1877), at most two"),
             _hot("nbns", "list of IPv4", "[]", "NBNS servers offered by IPCP (RFC 1877)"),

@@ -105,6 +105,8 @@ class ControlNode:
         #: The file SIGHUP rereads (``l2tpfast run -c``); None: reload is refused.
         self.config_path = config_path
         self.reloads = 0
+        #: ``run --log-level``: wins over the file's level, at start and on every reload.
+        self.log_level_override: str | None = None
         self.endpoint = endpoint or Endpoint(config.endpoint)
         self.transport: UdpTransport | Ip115Transport | None = None
         self.dataplane: Any = None  # runtime.dataplane.DataPlane when [dataplane] is configured
@@ -432,7 +434,7 @@ class ControlNode:
             self.aaa.reconfigure(merged.radius)
         from l2tpfast.runtime.logs import configure_logging
 
-        configure_logging(merged.log.level, merged.log.format)
+        configure_logging(self.log_level_override or merged.log.level, merged.log.format)
         self.reloads += 1
         for key in restart:
             log.warning("reload: %s changed but needs a restart; the running value stays", key)

@@ -155,6 +155,8 @@ class Subscriber:
     frames_out: int = 0
     #: How PPP ended (the LinkClosed event), for the Acct-Terminate-Cause.
     closed: LinkClosed | None = None
+    #: Server: the pool the address came from (None: from outside every pool).
+    pool: AddressPool | None = None
 
 
 def link_settings(ppp: PppConfig, lns: LnsConfig | None, *, server: bool) -> LinkSettings:
@@ -221,6 +223,11 @@ class Subscribers:
         if server and lns is not None and lns.pool:
             exclude = [lns.local_address] if lns.local_address is not None else []
             self.pool = AddressPool(lns.pool, exclude=exclude, key="lns.pool")
+        #: Named pools ([lns.pools]) a RADIUS Framed-Pool picks (RFC 2869 5.18).
+        self.pools: dict[str, AddressPool] = {}
+        if server and lns is not None:
+            for name, ranges in lns.pools:
+                self.pools[name] = AddressPool(ranges, exclude=exclude, key=f"lns.pools.{name}")
         self.prefix_pool: PrefixPool | None = None
         if server and lns is not None and lns.ipv6_pool is not None:
             self.prefix_pool = PrefixPool(lns.ipv6_pool)
@@ -244,6 +251,7 @@ class Subscribers:
             "auth_rejected": 0,
             "keepalive_failures": 0,
             "pool_exhausted": 0,
+            "unknown_pool": 0,
             "duplicate_logins_refused": 0,
             "frames_in": 0,
             "frames_out": 0,
@@ -265,8 +273,10 @@ class Subscribers:
 
     def start(self) -> None:
         """LNS: route the whole pool into the TUN device once (the fast path finds the session)."""
-        if self.pool is not None and self.tun is not None:
-            for first, last in self.pool.ranges:
+        for pool in self._all_pools():
+            if self.tun is None:
+                break
+            for first, last in pool.ranges:
                 for net in ipaddress.summarize_address_range(IPv4Address(first), IPv4Address(last)):
                     self.ip.add(f"route replace {net} dev {self.tun.name}")
         if self.prefix_pool is not None and self.tun is not None:
@@ -369,8 +379,11 @@ class Subscribers:
             "ip_batch_errors": self.ip.errors,
             "last_up_at": self.last_up_at,
         }
-        if self.pool is not None:
-            out["pool"] = {"size": self.pool.size, "in_use": self.pool.in_use}
+        if self.pool is not None or self.pools:
+            pools = self._all_pools()
+            out["pool"] = {"size": sum(p.size for p in pools), "in_use": sum(p.in_use for p in pools)}
+            if self.pools:
+                out["pools"] = {name: {"size": p.size, "in_use": p.in_use} for name, p in self.pools.items()}
         return out
 
     def session_status(self, key: SessionKey) -> dict[str, Any] | None:
@@ -489,6 +502,20 @@ class Subscribers:
         self._decide(sub, request, decision)
         self._pump(sub)
 
+    def _all_pools(self) -> list[AddressPool]:
+        return ([self.pool] if self.pool is not None else []) + list(self.pools.values())
+
+    def _pool_for(self, sub: Subscriber, decision: AuthDecision) -> AddressPool | None:
+        """The pool a login takes its address from: the RADIUS Framed-Pool's, else the default."""
+        name = decision.attributes.get("framed_pool")
+        if not isinstance(name, str):
+            return self.pool
+        if name not in self.pools:
+            self.counters["unknown_pool"] += 1
+            log.warning("session %d:%d Framed-Pool %r is not in [lns.pools]: default pool", *sub.key, name)
+            return self.pool
+        return self.pools[name]
+
     def _decide(self, sub: Subscriber, request: AuthRequest | None, decision: AuthDecision) -> None:
         username = request.username if request is not None else None
         duplicate = username is not None and bool(self.by_user.get(username))
@@ -496,14 +523,17 @@ class Subscribers:
             self.counters["duplicate_logins_refused"] += 1
             decision = AuthDecision(False, "duplicate login")
         address: IPv4Address | None = None
-        if decision.accepted and self.pool is not None:
+        pool = self._pool_for(sub, decision)
+        if decision.accepted and pool is not None:
             wanted = decision.framed_address
-            if wanted is not None and self.pool.reserve(wanted, sub.key):
-                address = wanted
-            elif wanted is not None and not self.pool.contains(wanted) and self.pool.owner_of(wanted) is None:
-                address = wanted  # outside the pool: its own kernel route when IPCP opens
+            # A given address is held in the pool that contains it, or (outside every pool: its
+            # own kernel route when IPCP opens) in the chosen one, so no two sessions share it.
+            holder = next((p for p in self._all_pools() if wanted is not None and p.contains(wanted)), pool)
+            if wanted is not None and holder.reserve(wanted, sub.key):
+                address, pool = wanted, holder
             else:
-                address = self.pool.allocate(sub.key)
+                address = pool.allocate(sub.key)
+            sub.pool = pool
             if address is None:
                 self.counters["pool_exhausted"] += 1
                 decision = AuthDecision(False, "no address available")
@@ -639,7 +669,7 @@ class Subscribers:
             sub.address = address
             self.path.route_add(address.packed, sub.slot)
             self.path.set_source(sub.slot, address.packed)
-            if self.pool is None or not self.pool.contains(address):
+            if not any(p.contains(address) for p in self._all_pools()):
                 self.ip.add(f"route replace {address}/32 dev {self.tun.name}")
                 sub.kernel_route = True
             if sub.acct is not None and not sub.acct.started:
@@ -766,8 +796,8 @@ class Subscribers:
                 self.ip.add(f"route del {sub.peer_route}/32 dev {self.tun.name}")
             else:
                 self._peer_routes[sub.peer_route] = count
-        if self.server and sub.address is not None and self.pool is not None:
-            self.pool.release(sub.address)
+        if self.server and sub.address is not None and sub.pool is not None:
+            sub.pool.release(sub.address)
         if sub.username is not None:
             keys = self.by_user.get(sub.username)
             if keys is not None:

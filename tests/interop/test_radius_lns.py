@@ -15,6 +15,7 @@ FreeRADIUS. Namespace a runs our LAC (PPP client, MS-CHAPv2 asked by the LNS). C
 - Idle-Timeout (carol, 2 s, no traffic) does the same with a Stop saying Idle-Timeout;
 - a CoA-Request (RFC 5176) that sets Session-Timeout = 1 on a running session is ACKed and
   ends it a second later;
+- Framed-Pool "gold" (dave) takes the address from ``[lns.pools] gold``;
 - Disconnect-Request (RFC 5176) from radclient ends the session it names (ACK, Stop with
   Admin-Reset) and is NAKed with Error-Cause 503 for a session that does not exist.
 """
@@ -80,6 +81,8 @@ def radius_lns_config(listen: str) -> str:
         min_interim_interval = 1
         dae_port = 3799
         dae_clients = ["127.0.0.1"]
+        [lns.pools]
+        gold = ["10.100.1.0/28"]
         """
     )
 
@@ -116,12 +119,13 @@ def test_lns_with_freeradius(tools: str, pair: lab.NetnsPair, tmp_path: Path) ->
     radius = FreeRadius(
         pair,
         pair.b,
-        [("alice", "alice-pw", "10.100.0.77"), ("bob", "bob-pw", None), ("carol", "carol-pw", None)],
+        [("alice", "alice-pw", "10.100.0.77"), ("bob", "bob-pw", None), ("carol", "carol-pw", None), ("dave", "dave-pw", None)],
         workdir=tmp_path / "radius",
         replies={
             "alice": ["Acct-Interim-Interval = 2", 'Class = "plan-gold"'],
             "bob": ["Session-Timeout = 3"],
             "carol": ["Idle-Timeout = 2"],
+            "dave": ['Framed-Pool = "gold"'],
         },
     )
     with radius:
@@ -239,6 +243,14 @@ def test_lns_with_freeradius(tools: str, pair: lab.NetnsPair, tmp_path: Path) ->
         assert "Received CoA-ACK" in answer, answer
         records = wait_records(radius, coa, lambda r: r and r[-1].get("Acct-Status-Type") == "Stop", "CoA")
         assert records[-1]["Acct-Terminate-Cause"] == "Session-Timeout"
+
+        # Framed-Pool picks a named pool ([lns.pools] gold): dave's address comes from it.
+        lac.ctl("open-session", "--tunnel", tunnel_id, "--username", "dave", "--password", "dave-pw")
+        _wait_user(lns, "dave")
+        status = lns.status()
+        (dave,) = [x for x in _ppp(status) if x["ppp"]["username"] == "dave"]
+        assert dave["ppp"]["address"].startswith("10.100.1."), dave["ppp"]
+        assert status["dataplane"]["ppp"]["pools"]["gold"]["in_use"] == 1
 
         final = lns.status()["radius"]
         assert final["disconnect_requests"] == 2 and final["dae_naks"] == 1

@@ -224,3 +224,15 @@ def _toml(text: str) -> dict[str, object]:
     import tomllib
 
     return tomllib.loads(text)
+
+
+def test_named_pools_for_framed_pool() -> None:
+    config = parse_config(_toml(LNS + '[lns.pools]\ngold = ["10.200.0.0/24"]\nsilver = ["10.201.0.0/24"]\n'))
+    assert config.lns is not None
+    assert config.lns.pools == (("gold", ("10.200.0.0/24",)), ("silver", ("10.201.0.0/24",)))
+    with pytest.raises(ConfigError) as info:
+        parse_config(_toml(LNS + '[lns.pools]\ngold = ["10.100.0.128/25"]\n'))
+    assert info.value.key == "lns.pools.gold" and "overlaps lns.pool" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        parse_config(_toml(LNS + '[lns.pools]\ngold = "10.200.0.0/24"\n'))
+    assert info.value.key == "lns.pools.gold"
