@@ -65,6 +65,12 @@ RA_INITIAL_INTERVAL = 4.0
 RA_INTERVAL = 600.0
 RA_ROUTER_LIFETIME = 1800
 
+#: PPP control frames one session may hand to Python: a burst, then this many a second. A login
+#: takes a few dozen; a flood beyond this is dropped and counted, so one subscriber cannot take
+#: the control plane's time from the others.
+FRAME_BURST = 200
+FRAME_RATE = 100.0
+
 
 #: RFC 3145 3.2 Disconnect Codes we send, and the Direction field (1: peer, 2: local initiated).
 DISCONNECT_NORMAL = 3  # LCP Terminate-Request
@@ -157,6 +163,9 @@ class Subscriber:
     closed: LinkClosed | None = None
     #: Server: the pool the address came from (None: from outside every pool).
     pool: AddressPool | None = None
+    #: Token bucket of PPP frames handed up (FRAME_BURST, FRAME_RATE a second).
+    tokens: float = FRAME_BURST
+    refilled_at: float = 0.0
 
 
 def link_settings(ppp: PppConfig, lns: LnsConfig | None, *, server: bool) -> LinkSettings:
@@ -256,6 +265,7 @@ class Subscribers:
             "frames_in": 0,
             "frames_out": 0,
             "frames_unknown_session": 0,
+            "frames_rate_limited": 0,
             "router_advertisements": 0,
         }
         # One frame at a time through DataPath.encapsulate: its arguments, allocated once.
@@ -315,7 +325,7 @@ class Subscribers:
             username, password = self.credentials.pop(key)
             settings = dataclasses.replace(settings, username=username, password=password)
         link = PppLink(settings, server=self.server)
-        sub = Subscriber(key, slot, event.peer, local, link, call=event.call)
+        sub = Subscriber(key, slot, event.peer, local, link, call=event.call, refilled_at=self._now())
         self.by_key[key] = sub
         self.by_slot[slot] = sub
         self.counters["links_started"] += 1
@@ -358,6 +368,12 @@ class Subscribers:
             if sub is None:
                 self.counters["frames_unknown_session"] += 1
                 continue
+            sub.tokens = min(FRAME_BURST, sub.tokens + (now - sub.refilled_at) * FRAME_RATE)
+            sub.refilled_at = now
+            if sub.tokens < 1.0:
+                self.counters["frames_rate_limited"] += 1
+                continue
+            sub.tokens -= 1.0
             self.counters["frames_in"] += 1
             sub.frames_in += 1
             if sub.waiting:
