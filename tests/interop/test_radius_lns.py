@@ -119,7 +119,12 @@ def test_lns_with_freeradius(tools: str, pair: lab.NetnsPair, tmp_path: Path) ->
     radius = FreeRadius(
         pair,
         pair.b,
-        [("alice", "alice-pw", "10.100.0.77"), ("bob", "bob-pw", None), ("carol", "carol-pw", None), ("dave", "dave-pw", None)],
+        [
+            ("alice", "alice-pw", "10.100.0.77"),
+            ("bob", "bob-pw", None),
+            ("carol", "carol-pw", None),
+            ("dave", "dave-pw", None),
+        ],
         workdir=tmp_path / "radius",
         replies={
             "alice": ["Acct-Interim-Interval = 2", 'Class = "plan-gold"'],
