@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
 import itertools
 import logging
 import time
@@ -40,6 +41,7 @@ from l2tpfast.config import RadiusConfig
 from l2tpfast.control.events import CallInfo, SessionClosed
 from l2tpfast.ppp.auth import AuthDecision, AuthRequest
 from l2tpfast.ppp.events import LinkClosed
+from l2tpfast.wire.constants import CDNResult
 
 log = logging.getLogger("l2tpfast.radius")
 
@@ -314,3 +316,111 @@ def _settings(config: RadiusConfig) -> RadiusSettings:
         nas_identifier=config.nas_identifier,
         nas_ip_address=config.nas_ip_address,
     )
+
+
+class RadiusSessions:
+    """RADIUS for :class:`~l2tpfast.runtime.subscribers.Subscribers` (a mixin of it): accounting
+    timers, Session-Timeout and Idle-Timeout, Disconnect/CoA-Request, the Stop's cause."""
+
+    # Provided by Subscribers.
+    server: bool
+    path: Any
+    aaa: Any
+    by_key: dict[tuple[int, int], Any]
+    _timers: list[tuple[float, int, tuple[int, int]]]
+    _seq: int
+    _close_session: Callable[..., None]
+
+    def _arm(self) -> None:
+        raise NotImplementedError
+
+    def _ctx(self, sub: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def counters_of(self, sub: Any) -> dict[str, int]:
+        """The fast path's counters of the session (rx: from the subscriber, tx: to it)."""
+        row = self.path.counters[sub.slot]
+        return {name: int(row[name]) for name in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes")}
+
+    def _terminate_cause(self, sub: Any, event: SessionClosed) -> int:
+        return terminate_cause(sub.acct, sub.closed, event, lns=self.server)
+
+    def end_all(self, cause: Any) -> None:
+        """The node is going down: every session's Stop says so (terminate.LocalCause)."""
+        for sub in self.by_key.values():
+            if sub.acct is not None and sub.acct.local_cause is None:
+                sub.acct.local_cause = cause
+
+    def _end(self, sub: Any, cause: Any, message: str) -> None:
+        sub.acct.local_cause = cause
+        self._close_session(*sub.key, CDNResult.ADMINISTRATIVE, message)
+
+    def _acct_due(self, sub: Any, now: float) -> None:
+        """Interim-Update, Session-Timeout and Idle-Timeout of one session (RFC 2865 5.27, 5.28)."""
+        acct = sub.acct
+        if acct is None or not acct.started or acct.stopped or acct.local_cause is not None:
+            return
+        if acct.session_deadline is not None and acct.session_deadline <= now:
+            self.aaa.counters["session_timeouts"] += 1
+            self._end(sub, LocalCause.SESSION_TIMEOUT, "Session-Timeout")
+            return
+        if acct.idle_check is not None and acct.idle_check <= now and acct.idle_timeout:
+            # Idle: no IP from the subscriber (its PPP frames, LCP echoes, do not count).
+            rx = self.counters_of(sub)["rx_packets"] - sub.frames_in
+            if rx != acct.last_rx:
+                acct.last_rx, acct.last_active = rx, now
+            if now - acct.last_active >= acct.idle_timeout:
+                self.aaa.counters["idle_timeouts"] += 1
+                self._end(sub, LocalCause.IDLE_TIMEOUT, "Idle-Timeout")
+                return
+            acct.idle_check = now + min(acct.idle_timeout, 10.0)
+        if acct.next_interim is not None and acct.next_interim <= now:
+            self.aaa.interim(acct, self.counters_of(sub))
+        self._schedule_acct(sub)
+
+    def _schedule_acct(self, sub: Any) -> None:
+        acct = sub.acct
+        times = [t for t in (acct.session_deadline, acct.idle_check, acct.next_interim) if t is not None]
+        if times:
+            self._seq += 1
+            heapq.heappush(self._timers, (min(times), self._seq, sub.key))
+            self._arm()
+
+    def find(self, request: Any) -> list[Any]:
+        """The sessions a Disconnect/CoA-Request names (RFC 5176 3: every attribute given must match)."""
+        return [
+            sub
+            for sub in self.by_key.values()
+            if sub.acct is not None and names_session(request, sub.acct, sub.username, sub.address)
+        ]
+
+    def dae_request(self, request: Any) -> tuple[bool, int | None]:
+        """RFC 5176: end (Disconnect) or change (CoA) the named sessions; ACK, or NAK with why."""
+        kind = request.kind
+        self.aaa.counters["disconnect_requests" if kind == "disconnect" else "coa_requests"] += 1
+        if not request.identifies_session:
+            self.aaa.counters["dae_naks"] += 1
+            return False, MISSING_ATTRIBUTE
+        subs = self.find(request)
+        if not subs:
+            self.aaa.counters["dae_naks"] += 1
+            return False, SESSION_NOT_FOUND
+        for sub in subs:
+            if kind == "disconnect":
+                log.info(
+                    "session %d:%d Disconnect-Request from %s",
+                    *sub.key,
+                    request.addr[0],
+                    extra=self._ctx(sub),
+                )
+                self._end(sub, LocalCause.ADMIN_RESET, "RADIUS Disconnect-Request")
+            else:
+                self.aaa.apply_coa(sub.acct, request)
+                self._schedule_acct(sub)
+                log.info(
+                    "session %d:%d CoA-Request from %s applied",
+                    *sub.key,
+                    request.addr[0],
+                    extra=self._ctx(sub),
+                )
+        return True, None

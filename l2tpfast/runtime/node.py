@@ -419,7 +419,8 @@ class ControlNode:
         RADIUS requests that start from now on); any other changed key keeps its running value
         and is reported as needing a restart. A file with an error changes nothing.
         """
-        from l2tpfast.config import check_files, load_config, reload_plan
+        from l2tpfast.config import check_files, load_config
+        from l2tpfast.reload import reload_plan
 
         if self.config_path is None:
             raise L2TPError("reload: this node was not started from a file")

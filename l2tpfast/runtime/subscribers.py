@@ -49,6 +49,7 @@ from l2tpfast.ppp.events import (
 from l2tpfast.ppp.fsm import FsmSettings
 from l2tpfast.ppp.lcp import LcpSettings
 from l2tpfast.ppp.link import LinkSettings, PppLink
+from l2tpfast.runtime.aaa import RadiusSessions
 from l2tpfast.runtime.logs import ctx
 from l2tpfast.wire.avp import PppDisconnectCause
 from l2tpfast.wire.constants import MAX_DATA_HEADER, CDNResult, SessionFlag
@@ -194,7 +195,7 @@ def link_settings(ppp: PppConfig, lns: LnsConfig | None, *, server: bool) -> Lin
     )
 
 
-class Subscribers:
+class Subscribers(RadiusSessions):
     """The PPP links of one node, keyed by session."""
 
     def __init__(
@@ -295,7 +296,7 @@ class Subscribers:
     def reconfigure(self, ppp: PppConfig | None, lns: LnsConfig | None, backend: AuthBackend | None) -> None:
         """SIGHUP: new link settings and credentials for sessions from now on; running links keep theirs.
 
-        The pools are not among the reloadable keys (``config.reload_plan`` keeps them)."""
+        The pools are not among the reloadable keys (``reload.reload_plan`` keeps them)."""
         if ppp is None:
             return
         self.ppp, self.lns = ppp, lns
@@ -562,105 +563,6 @@ class Subscribers:
         else:
             sub.acct = None
         sub.link.complete_authentication(decision, self._now(), peer_address=address)
-
-    # --- RADIUS: accounting, limits, dynamic authorization ------------------------------------
-
-    def counters_of(self, sub: Subscriber) -> dict[str, int]:
-        """The fast path's counters of the session (rx: from the subscriber, tx: to it)."""
-        row = self.path.counters[sub.slot]
-        return {name: int(row[name]) for name in ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes")}
-
-    def _terminate_cause(self, sub: Subscriber, event: SessionClosed) -> int:
-        from l2tpfast.runtime.aaa import terminate_cause
-
-        return terminate_cause(sub.acct, sub.closed, event, lns=self.server)
-
-    def end_all(self, cause: Any) -> None:
-        """The node is going down: every session's Stop says so (terminate.LocalCause)."""
-        for sub in self.by_key.values():
-            if sub.acct is not None and sub.acct.local_cause is None:
-                sub.acct.local_cause = cause
-
-    def _end(self, sub: Subscriber, cause: Any, message: str) -> None:
-        sub.acct.local_cause = cause
-        self._close_session(*sub.key, CDNResult.ADMINISTRATIVE, message)
-
-    def _acct_due(self, sub: Subscriber, now: float) -> None:
-        """Interim-Update, Session-Timeout and Idle-Timeout of one session (RFC 2865 5.27, 5.28)."""
-        from l2tpfast.aaa.radius.terminate import LocalCause
-
-        acct = sub.acct
-        if acct is None or not acct.started or acct.stopped or acct.local_cause is not None:
-            return
-        if acct.session_deadline is not None and acct.session_deadline <= now:
-            self.aaa.counters["session_timeouts"] += 1
-            self._end(sub, LocalCause.SESSION_TIMEOUT, "Session-Timeout")
-            return
-        if acct.idle_check is not None and acct.idle_check <= now and acct.idle_timeout:
-            # Idle: no IP from the subscriber (its PPP frames, LCP echoes, do not count).
-            rx = self.counters_of(sub)["rx_packets"] - sub.frames_in
-            if rx != acct.last_rx:
-                acct.last_rx, acct.last_active = rx, now
-            if now - acct.last_active >= acct.idle_timeout:
-                self.aaa.counters["idle_timeouts"] += 1
-                self._end(sub, LocalCause.IDLE_TIMEOUT, "Idle-Timeout")
-                return
-            acct.idle_check = now + min(acct.idle_timeout, 10.0)
-        if acct.next_interim is not None and acct.next_interim <= now:
-            self.aaa.interim(acct, self.counters_of(sub))
-        self._schedule_acct(sub)
-
-    def _schedule_acct(self, sub: Subscriber) -> None:
-        acct = sub.acct
-        times = [t for t in (acct.session_deadline, acct.idle_check, acct.next_interim) if t is not None]
-        if times:
-            self._seq += 1
-            heapq.heappush(self._timers, (min(times), self._seq, sub.key))
-            self._arm()
-
-    def find(self, request: Any) -> list[Subscriber]:
-        """The sessions a Disconnect/CoA-Request names (RFC 5176 3: every attribute given must match)."""
-        from l2tpfast.runtime.aaa import names_session
-
-        return [
-            sub
-            for sub in self.by_key.values()
-            if sub.acct is not None and names_session(request, sub.acct, sub.username, sub.address)
-        ]
-
-    def dae_request(self, request: Any) -> tuple[bool, int | None]:
-        """RFC 5176: end (Disconnect) or change (CoA) the named sessions; ACK, or NAK with why."""
-        from l2tpfast.aaa.radius.terminate import LocalCause
-        from l2tpfast.runtime.aaa import MISSING_ATTRIBUTE, SESSION_NOT_FOUND
-
-        kind = request.kind
-        self.aaa.counters["disconnect_requests" if kind == "disconnect" else "coa_requests"] += 1
-        if not request.identifies_session:
-            self.aaa.counters["dae_naks"] += 1
-            return False, MISSING_ATTRIBUTE
-        subs = self.find(request)
-        if not subs:
-            self.aaa.counters["dae_naks"] += 1
-            return False, SESSION_NOT_FOUND
-        for sub in subs:
-            if kind == "disconnect":
-                log.info(
-                    "session %d:%d Disconnect-Request from %s",
-                    *sub.key,
-                    request.addr[0],
-                    extra=self._ctx(sub),
-                )
-                self._end(sub, LocalCause.ADMIN_RESET, "RADIUS Disconnect-Request")
-            else:
-                self.aaa.apply_coa(sub.acct, request)
-                self._schedule_acct(sub)
-                log.info(
-                    "session %d:%d CoA-Request from %s applied",
-                    *sub.key,
-                    request.addr[0],
-                    extra=self._ctx(sub),
-                )
-        return True, None
 
     def _network_up(self, sub: Subscriber, event: NetworkUp) -> None:
         tid, sid = sub.key

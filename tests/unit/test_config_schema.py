@@ -17,10 +17,10 @@ from l2tpfast.config import (
     PppConfig,
     load_config,
     parse_config,
-    reload_plan,
 )
 from l2tpfast.control.settings import TunnelSettings
 from l2tpfast.errors import ConfigError, ConfigErrors
+from l2tpfast.reload import reload_plan
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 
