@@ -311,13 +311,7 @@ def _node(data: dict[str, Any]) -> dict[str, Any]:
     role = _expect("node.role", node.get("role", "lns"), str)
     if role not in ("lns", "lac"):
         raise ConfigError("node.role", f"{role!r} is not lns or lac")
-    listen = _expect("node.listen", node.get("listen", "0.0.0.0"), str)
-    try:
-        ipaddress.ip_address(listen)
-    except ValueError:
-        raise ConfigError(
-            "node.listen", f"{listen!r} is not an IP address", 'e.g. "0.0.0.0" or "::"'
-        ) from None
+    listen = _ip("node.listen", node.get("listen", "0.0.0.0"), '"0.0.0.0" or "::"')
     port = _port("node.port", node.get("port", DEFAULT_PORT))
     control_socket = node.get("control_socket")
     if control_socket is not None:
@@ -331,6 +325,16 @@ def _node(data: dict[str, Any]) -> dict[str, Any]:
         "transport": transport,
         "log_level": log_level,
     }
+
+
+def _ip(key: str, value: Any, example: str) -> str:
+    """An IPv4 or IPv6 address given as a string."""
+    text = _expect(key, value, str, f"an IP address, e.g. {example}")
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise ConfigError(key, f"{text!r} is not an IP address", f"e.g. {example}") from None
+    return str(text)
 
 
 def _port(key: str, value: Any) -> int:
@@ -369,11 +373,7 @@ def _metrics(data: dict[str, Any]) -> MetricsConfig | None:
     table = _section(data, "metrics")
     if not _expect("metrics.enabled", table.get("enabled", False), bool, "true or false"):
         return None
-    listen = _expect("metrics.listen", table.get("listen", "127.0.0.1"), str)
-    try:
-        ipaddress.ip_address(listen)
-    except ValueError:
-        raise ConfigError("metrics.listen", f"{listen!r} is not an IP address", 'e.g. "127.0.0.1"') from None
+    listen = _ip("metrics.listen", table.get("listen", "127.0.0.1"), '"127.0.0.1"')
     return MetricsConfig(listen, _port("metrics.port", table.get("port", 9612)))
 
 
@@ -438,13 +438,7 @@ def _radius(data: dict[str, Any], host_name: str) -> RadiusConfig | None:
     if nas_ip is not None:
         values["nas_ip_address"] = _address_list("radius.nas_ip_address", [nas_ip])[0]
     dae_port = _port("radius.dae_port", table.get("dae_port", 0))
-    dae_listen = _expect("radius.dae_listen", table.get("dae_listen", "0.0.0.0"), str)
-    try:
-        ipaddress.ip_address(dae_listen)
-    except ValueError:
-        raise ConfigError(
-            "radius.dae_listen", f"{dae_listen!r} is not an IP address", 'e.g. "0.0.0.0"'
-        ) from None
+    dae_listen = _ip("radius.dae_listen", table.get("dae_listen", "0.0.0.0"), '"0.0.0.0"')
     clients_raw = table.get("dae_clients")
     if clients_raw is None:
         dae_clients = tuple(dict.fromkeys(host for host, _ in servers))
@@ -487,11 +481,7 @@ def _lac(data: dict[str, Any], role: str) -> LacConfig | None:
         return None
     _expect("lac", data.get("lac"), dict, "a LAC needs a [lac] section with lns = ADDRESS")
     table = _section(data, "lac")
-    lns = _expect("lac.lns", table.get("lns"), str, 'the LNS address, e.g. lns = "192.0.2.2"')
-    try:
-        ipaddress.ip_address(lns)
-    except ValueError:
-        raise ConfigError("lac.lns", f"{lns!r} is not an IP address", 'e.g. lns = "192.0.2.2"') from None
+    lns = _ip("lac.lns", table.get("lns"), 'lns = "192.0.2.2", the LNS address')
     sessions = _expect("lac.sessions", table.get("sessions", 1), int, "the number of calls placed at start")
     if sessions < 0:
         raise ConfigError("lac.sessions", f"{sessions} is negative", "0 opens the tunnel only")
