@@ -441,6 +441,22 @@ def _expert_items(packet: ET.Element, number: int) -> Iterator[tuple[int, str, s
             yield number, EXPERT_SEVERITIES.get(severity, hex(severity)), message
 
 
+def tshark_fields(tshark: str, pcap: Path, *extra: str, timeout: float = 30.0) -> list[list[str]]:
+    """``tshark -T fields`` over a capture (``extra``: -Y filter, -e fields): one list per frame."""
+    with tempfile.TemporaryDirectory(prefix="l2f-wireshark-") as config_dir:
+        # An empty personal configuration: no preference of whoever runs the tests changes the tree.
+        done = subprocess.run(
+            [tshark, "-n", "-r", str(pcap), *extra, "-T", "fields", "-E", "separator=|"],
+            env={**os.environ, "WIRESHARK_CONFIG_DIR": config_dir},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    return [line.split("|") for line in done.stdout.splitlines()]
+
+
 def judge(pcap: Path, tshark: str, *, check_checksum: bool = False, timeout: float = 60.0) -> Verdict:
     """Decode ``pcap`` with tshark and collect what it says about every L2TP frame.
 

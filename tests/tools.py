@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+from collections.abc import Callable
 
 import pytest
 
@@ -73,3 +75,21 @@ def run_in_new_netns(prefix: str, command: list[str], why: str, timeout: float =
         subprocess.run(["ip", "netns", "del", ns], check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port nothing is bound to on ``host`` right now."""
+    from l2tpfast.runtime.udp import UdpTransport
+
+    with UdpTransport(host, 0) as probe:
+        return probe.local_address[1]
+
+
+async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``cond`` in the running event loop until it holds; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)

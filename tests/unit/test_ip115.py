@@ -21,9 +21,7 @@ import json
 import os
 import select
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -248,21 +246,6 @@ def test_ipv6_specific_bind(pair: lab.NetnsPair, tmp_path: Path) -> None:
     assert sender["replies"] == _expect([b"re:" + ZLB], pair.b_addr6, pair.a_addr6)
 
 
-def _tshark_fields(tshark: str, pcap: Path, *extra: str) -> list[list[str]]:
-    with tempfile.TemporaryDirectory(prefix="l2f-wireshark-") as config_dir:
-        # An empty personal configuration: no preference of whoever runs the tests changes the tree.
-        done = subprocess.run(
-            [tshark, "-n", "-r", str(pcap), *extra, "-T", "fields", "-E", "separator=|"],
-            env={**os.environ, "WIRESHARK_CONFIG_DIR": config_dir},
-            capture_output=True,
-            text=True,
-            timeout=TSHARK_TIMEOUT,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    return [line.split("|") for line in done.stdout.splitlines()]
-
-
 def test_tshark_reads_the_capture(pair: lab.NetnsPair, tmp_path: Path) -> None:
     """tshark sees IP protocol 115 with our exact bytes as payload, and nothing malformed.
 
@@ -282,13 +265,13 @@ def test_tshark_reads_the_capture(pair: lab.NetnsPair, tmp_path: Path) -> None:
 
     verdict = lab.judge(pcap, tshark, timeout=TSHARK_TIMEOUT)
     assert verdict.problems == []  # no malformed frame, no expert warning or error
-    decoded = _tshark_fields(tshark, pcap, "-e", "frame.protocols", "-e", "l2tp.sid")
+    decoded = lab.tshark_fields(tshark, pcap, "-e", "frame.protocols", "-e", "l2tp.sid")
     # Per family: our two datagrams, then the two replies.
     expected = payloads + [b"re:" + p for p in payloads]
     protocols = ["eth:ethertype:ip:l2tp:data"] * 4 + ["eth:ethertype:ipv6:l2tp:data"] * 4
     assert decoded == [[proto, f"0x{p[:4].hex()}"] for proto, p in zip(protocols, expected * 2, strict=True)]
 
-    plain = _tshark_fields(
+    plain = lab.tshark_fields(
         tshark, pcap, "--disable-protocol", "l2tp", "-e", "ip.proto", "-e", "ipv6.nxt", "-e", "data.data"
     )
     assert plain == [[str(IPPROTO_L2TP), "", p.hex()] for p in expected] + [

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from tools import free_udp_port, wait_until
 
 from l2tpfast import __version__
 from l2tpfast.config import parse_config
@@ -32,7 +33,6 @@ from l2tpfast.runtime.metrics import (
     StatusCollector,
 )
 from l2tpfast.runtime.node import ControlNode, request
-from l2tpfast.runtime.udp import UdpTransport
 from l2tpfast.wire.constants import DropReason
 from l2tpfast.wire.dtypes import SESSION_COUNTERS_DTYPE
 from l2tpfast.wire.header import build_data_header
@@ -573,23 +573,9 @@ def test_urllib_sees_404() -> None:
 # --- a real node ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with UdpTransport("127.0.0.1", 0) as probe:
-        return probe.local_address[1]
-
-
-async def _wait(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
 def test_a_real_lns_scrape_agrees_with_status(tmp_path: Path) -> None:
     """An LNS with a data plane: the scrape over HTTP and ``status`` over the management socket."""
-    lns_port, lac_port = _free_port(), _free_port()
+    lns_port, lac_port = free_udp_port(), free_udp_port()
     sock = str(tmp_path / "lns.sock")
 
     async def main() -> None:
@@ -616,7 +602,7 @@ def test_a_real_lns_scrape_agrees_with_status(tmp_path: Path) -> None:
         server = MetricsServer(lambda: lns.command({"cmd": "status"}), "127.0.0.1", 0)
         await server.start()
         try:
-            await _wait(lambda: sum(isinstance(e, SessionEstablished) for e in events) == 2)
+            await wait_until(lambda: sum(isinstance(e, SessionEstablished) for e in events) == 2)
             up = next(e for e in events if isinstance(e, SessionEstablished))
             lac.close()  # free the LAC's address and port, to speak for it below
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -626,7 +612,7 @@ def test_a_real_lns_scrape_agrees_with_status(tmp_path: Path) -> None:
                         build_data_header(up.local_tunnel_id, up.local_session_id) + b"\xff\x03\xc0\x21\x01",
                         ("127.0.0.1", lns_port),
                     )
-            await _wait(lambda: lns.ppp_frames == 7)
+            await wait_until(lambda: lns.ppp_frames == 7)
             status = await request(sock, {"cmd": "status"})
             code, _, text = await _http(server.address, b"GET /metrics HTTP/1.1\r\n\r\n")
             assert code == 200

@@ -10,30 +10,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tools import require_ipv6_loopback
+from tools import free_udp_port, require_ipv6_loopback, wait_until
 
 from l2tpfast.config import parse_config
 from l2tpfast.control.events import SessionEstablished, TunnelClosed, TunnelEstablished
 from l2tpfast.runtime.node import ControlNode, request
 from l2tpfast.runtime.udp import UdpTransport
-
-
-def _free_port() -> int:
-    with UdpTransport("127.0.0.1", 0) as probe:
-        return probe.local_address[1]
-
-
-async def _wait(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def _nodes(tmp_path: Path, lns_port: int, lac_port: int, sessions: int) -> tuple[ControlNode, ControlNode]:
@@ -69,7 +54,7 @@ def _nodes(tmp_path: Path, lns_port: int, lac_port: int, sessions: int) -> tuple
 
 def test_two_nodes_over_loopback(tmp_path: Path) -> None:
     async def main() -> None:
-        lns, lac = _nodes(tmp_path, _free_port(), _free_port(), sessions=3)
+        lns, lac = _nodes(tmp_path, free_udp_port(), free_udp_port(), sessions=3)
         lns_events: list[object] = []
         lac_events: list[object] = []
         lns.on_event = lns_events.append
@@ -77,8 +62,8 @@ def test_two_nodes_over_loopback(tmp_path: Path) -> None:
         await lns.start()
         await lac.start()
         try:
-            await _wait(lambda: sum(isinstance(e, SessionEstablished) for e in lns_events) == 3)
-            await _wait(lambda: sum(isinstance(e, SessionEstablished) for e in lac_events) == 3)
+            await wait_until(lambda: sum(isinstance(e, SessionEstablished) for e in lns_events) == 3)
+            await wait_until(lambda: sum(isinstance(e, SessionEstablished) for e in lac_events) == 3)
             up = next(e for e in lac_events if isinstance(e, TunnelEstablished))
             assert up.peer[0] == "127.0.0.3"  # the LNS answered from the address we dialled
             status = await request(str(tmp_path / "lns.sock"), {"cmd": "status"})
@@ -95,10 +80,10 @@ def test_two_nodes_over_loopback(tmp_path: Path) -> None:
                 str(tmp_path / "lac.sock"),
                 {"cmd": "close-session", "tunnel_id": lac_tunnel["local_tunnel_id"], "session_id": sid},
             )
-            await _wait(lambda: len(lns.endpoint.tunnels[tunnel["local_tunnel_id"]].sessions) == 2)
+            await wait_until(lambda: len(lns.endpoint.tunnels[tunnel["local_tunnel_id"]].sessions) == 2)
             # Shutdown of the LAC: StopCCN (result 6), acknowledged, and the LNS reports it.
             await lac.shutdown(timeout=3.0)
-            await _wait(lambda: any(isinstance(e, TunnelClosed) for e in lns_events))
+            await wait_until(lambda: any(isinstance(e, TunnelClosed) for e in lns_events))
             closed = next(e for e in lns_events if isinstance(e, TunnelClosed))
             assert closed.by_peer and closed.result_code == 6
             assert not lac.endpoint.tunnels or all(t.closing for t in lac.endpoint.tunnels.values())
@@ -111,7 +96,7 @@ def test_two_nodes_over_loopback(tmp_path: Path) -> None:
 
 def test_bad_command_is_an_error_reply(tmp_path: Path) -> None:
     async def main() -> None:
-        lns, _ = _nodes(tmp_path, _free_port(), _free_port(), sessions=0)
+        lns, _ = _nodes(tmp_path, free_udp_port(), free_udp_port(), sessions=0)
         await lns.start()
         try:
             with pytest.raises(Exception, match="unknown command"):
@@ -147,7 +132,7 @@ def test_ipv6_tunnel_over_loopback(tmp_path: Path) -> None:
         await lns.start()
         await lac.start()
         try:
-            await _wait(lambda: sum(isinstance(e, SessionEstablished) for e in events) == 2)
+            await wait_until(lambda: sum(isinstance(e, SessionEstablished) for e in events) == 2)
             (tunnel,) = lns.endpoint.tunnels.values()
             assert tunnel.peer == ("::1", lac_port) and tunnel.local == "::1"
         finally:
@@ -163,7 +148,7 @@ def test_lns_with_the_data_plane_in_two_threads(tmp_path: Path) -> None:
     session is counted in status; PPP frames wait for the PPP engine (counted)."""
     from l2tpfast.wire.header import build_data_header
 
-    lns_port, lac_port = _free_port(), _free_port()
+    lns_port, lac_port = free_udp_port(), free_udp_port()
 
     async def main() -> None:
         lns = ControlNode(
@@ -193,7 +178,7 @@ def test_lns_with_the_data_plane_in_two_threads(tmp_path: Path) -> None:
         await lac.start()
         try:
             assert len(lns.dataplane.forwarders) == 2
-            await _wait(lambda: sum(isinstance(e, SessionEstablished) for e in events) == 3)
+            await wait_until(lambda: sum(isinstance(e, SessionEstablished) for e in events) == 3)
             assert lns.dataplane.path.session_count() == 3
             up = next(e for e in events if isinstance(e, SessionEstablished))
             lac.close()  # free the LAC's address and port, to speak for it below
@@ -205,7 +190,7 @@ def test_lns_with_the_data_plane_in_two_threads(tmp_path: Path) -> None:
                         + b"\xff\x03\xc0\x21\x01\x01\x00\x04"
                     )
                     s.sendto(lcp, ("127.0.0.1", lns_port))
-            await _wait(lambda: lns.ppp_frames == 25)
+            await wait_until(lambda: lns.ppp_frames == 25)
             status = await request(str(tmp_path / "lns.sock"), {"cmd": "status"})
             (tunnel,) = status["tunnels"]
             counters = next(

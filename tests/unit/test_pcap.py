@@ -12,10 +12,7 @@ bytes, and our own parser reads the message type back.
 from __future__ import annotations
 
 import logging
-import os
 import struct
-import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -59,21 +56,6 @@ def _tshark() -> str:
     return require_tool("tshark", "the independent judge of the capture files")
 
 
-def _fields(tshark: str, pcap: Path, *args: str) -> list[list[str]]:
-    with tempfile.TemporaryDirectory(prefix="l2f-wireshark-") as config_dir:
-        # An empty personal configuration: no preference of whoever runs the tests changes the tree.
-        done = subprocess.run(
-            [tshark, "-n", "-r", str(pcap), *args, "-T", "fields", "-E", "separator=|"],
-            env={**os.environ, "WIRESHARK_CONFIG_DIR": config_dir},
-            capture_output=True,
-            text=True,
-            timeout=TSHARK_TIMEOUT,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    return [line.split("|") for line in done.stdout.splitlines()]
-
-
 def _shown(address: tuple[str, int]) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -96,7 +78,7 @@ def test_tshark_decodes_every_control_message(tmp_path: Path, lac: Any, lns: Any
     assert verdict.problems == [], verdict.problems
     assert [(f.message, f.src, f.dst) for f in verdict.frames_detail] == expected, verdict.table()
     ip = "ip" if lns is LNS4 else "ipv6"
-    rows = _fields(
+    rows = lab.tshark_fields(
         tshark,
         pcap,
         "-o",
@@ -138,7 +120,7 @@ def test_ip_protocol_115_frames_carry_the_exact_datagram(tmp_path: Path) -> None
 
     verdict = lab.judge(pcap, tshark, timeout=TSHARK_TIMEOUT)
     assert verdict.problems == [], verdict.problems
-    rows = _fields(
+    rows = lab.tshark_fields(
         tshark,
         pcap,
         "--disable-protocol",
