@@ -16,12 +16,14 @@ FreeRADIUS. Namespace a runs our LAC (PPP client, MS-CHAPv2 asked by the LNS). C
 - a CoA-Request (RFC 5176) that sets Session-Timeout = 1 on a running session is ACKed and
   ends it a second later;
 - Framed-Pool "gold" (dave) takes the address from ``[lns.pools] gold``;
+- SIGTERM: the Stop of the session still up says Admin-Reboot, sent before the process exits;
 - Disconnect-Request (RFC 5176) from radclient ends the session it names (ACK, Stop with
   Admin-Reset) and is NAKed with Error-Cause 503 for a session that does not exist.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import textwrap
 import time
@@ -260,6 +262,12 @@ def test_lns_with_freeradius(tools: str, pair: lab.NetnsPair, tmp_path: Path) ->
         final = lns.status()["radius"]
         assert final["disconnect_requests"] == 2 and final["dae_naks"] == 1
         assert final["coa_requests"] == 1 and final["idle_timeouts"] == 1 and final["session_timeouts"] == 2
+        # SIGTERM with dave up: his CDN, then his Stop saying Admin-Reboot (RFC 2866 5.10), before exit.
+        lns.proc.send_signal(signal.SIGTERM)
+        assert lns.proc.wait(timeout=30) == 0
+        records = records_of(radius, dave["ppp"]["acct_session_id"])
+        assert [r["Acct-Status-Type"] for r in records] == ["Start", "Stop"], records
+        assert records[-1]["Acct-Terminate-Cause"] == "Admin-Reboot"
         assert "testing123" not in lns.log()  # the secret is never logged
 
 
