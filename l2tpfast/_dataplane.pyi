@@ -98,6 +98,11 @@ class Forwarder:
     stats: npt.NDArray[Any]
     raw: bool
     receive_udp: bool
+    sink: LoadCounter | None
+    @property
+    def gso(self) -> bool: ...
+    @property
+    def gso_stats(self) -> tuple[int, int]: ...
     def __init__(
         self,
         path: DataPath,
@@ -107,6 +112,57 @@ class Forwarder:
         raw: bool = False,
         *,
         receive_udp: bool = True,
+        gso: bool = True,
     ) -> None: ...
     def run(self, stop_fd: int, idle_timeout: float = 0.1) -> None: ...
     def run_once(self, udp: bool = True, tun: bool = True) -> int: ...
+
+# The benchmark harness (src_pyx/bench.pxi, src_pyx/loadgen.pxi).
+LOAD_TOTALS: tuple[str, ...]
+LOAD_STATS: tuple[str, ...]
+RECEIVER_STATS: tuple[str, ...]
+LOAD_SESSION_DTYPE: Any
+
+def histogram_bounds() -> npt.NDArray[Any]: ...
+
+class LoadCounter:
+    n_sessions: int
+    sessions: npt.NDArray[Any]
+    totals: npt.NDArray[Any]
+    histogram: npt.NDArray[Any]
+    def __init__(self, n_sessions: int) -> None: ...
+    def reset(self) -> None: ...
+    def count(self, data: BufferLike, ip: bool = True) -> int: ...
+
+class LoadGenerator:
+    fd: int
+    batch: int
+    n_sessions: int
+    l2tp: bool
+    path: DataPath | None
+    stats: npt.NDArray[Any]
+    @property
+    def gso_stats(self) -> tuple[int, int]: ...
+    def __init__(self, fd: int, n_sessions: int, path: DataPath | None = None, batch: int = 64) -> None: ...
+    def set_session(
+        self,
+        index: int,
+        source: bytes,
+        destination: bytes,
+        source_port: int,
+        destination_port: int,
+        slot: int = -1,
+    ) -> None: ...
+    def reset(self) -> None: ...
+    def stop(self) -> None: ...
+    def run(
+        self, rate: float, size: int, seconds: float, probe_every: int = 0, burst: int = 1
+    ) -> tuple[int, float]: ...
+
+class UdpReceiver:
+    fd: int
+    batch: int
+    counter: LoadCounter
+    stats: npt.NDArray[Any]
+    def __init__(self, fd: int, counter: LoadCounter, batch: int = 64) -> None: ...
+    def run(self, stop_fd: int, idle_timeout: float = 0.1) -> None: ...

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="open-session: TR-101 Agent-Circuit-Id AVP (vendor 3561), as a BRAS sends it",
     )
     ctl.add_argument("--agent-remote-id", help="open-session: TR-101 Agent-Remote-Id AVP (vendor 3561)")
+    from l2tpfast.bench.cli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -345,6 +348,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, name) is not None
         }
         return _ctl(args.socket, args.action, args.args, args.tunnel, (args.username, args.password), call)
+    if args.command in ("bench", "bench-sink"):
+        from l2tpfast.bench.cli import run
+
+        return run(args)
     parser.print_help()
     return 0
 

@@ -140,6 +140,9 @@ class DataplaneConfig:
     socket_buffer: int = 4 * 1024 * 1024
     #: Packets the TUN device queues for the loop to read (txqueuelen; the kernel's is 500).
     tun_queue: int = 4096
+    #: UDP GSO (udp(7) UDP_SEGMENT): runs of equal datagrams to one peer leave as one message; the
+    #: loops turn it off by themselves where the kernel refuses it (no checksum offload).
+    gso: bool = True
 
 
 @dataclass(frozen=True, slots=True)

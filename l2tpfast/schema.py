@@ -148,6 +148,7 @@ SECTIONS: tuple[Section, ...] = (
             Key("sequence_data", "bool", "false", "LNS: our data carries Ns (RFC 2661 5.4)"),
             Key("socket_buffer", "integer", "4194304", "receive and send buffer of each socket, octets"),
             Key("tun_queue", "integer", "4096", "TUN transmit queue, packets"),
+            Key("gso", "bool", "true", "send runs of datagrams to one peer as one UDP GSO message"),
         ),
     ),
     Section(

@@ -1094,4 +1094,7 @@ def _layouts():
     }
 
 
+include "bench.pxi"
+include "gso.pxi"
 include "loop.pxi"
+include "loadgen.pxi"

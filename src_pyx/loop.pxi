@@ -185,10 +185,13 @@ cdef class Forwarder:
     cdef uint8_t* tun_data
     cdef uint32_t* tun_lengths
     cdef double next_release
+    cdef LoadCounter sink_counter
+    cdef bint has_sink
+    cdef gso_t gso
 
     def __cinit__(
         self, DataPath path not None, int udp_fd, int tun_fd=-1, int batch=64, bint raw=False, *,
-        bint receive_udp=True,
+        bint receive_udp=True, bint gso=True,
     ):
         cdef int i, rx_batch
         if not 1 <= batch <= 1024:
@@ -231,10 +234,38 @@ cdef class Forwarder:
         for i in range(rx_batch):
             self.rx_offsets[i] = <uint32_t>(i * RX_SLOT)
         self.next_release = 0.0
+        # UDP GSO (gso.pxi) for runs to one peer; L2TP over IP has no such offload.
+        if gso_init(&self.gso, self.rows_cap, gso and not raw) < 0:
+            raise MemoryError()
         self.stats = np.zeros(len(FORWARDER_STATS), dtype=np.uint64)
         self.stat = <uint64_t*><size_t>self.stats.ctypes.data
+        self.has_sink = False
+
+    @property
+    def sink(self):
+        """A LoadCounter that counts the packets for the TUN side instead of writing them there
+        (the benchmark harness's generator, which has no TUN device); None: write them."""
+        return self.sink_counter
+
+    @sink.setter
+    def sink(self, LoadCounter counter):
+        # Set before ``run`` starts: the loop reads it without the GIL.
+        self.sink_counter = counter
+        self.has_sink = counter is not None
+
+    @property
+    def gso(self):
+        """Whether runs of datagrams to one peer leave as one UDP GSO message (gso.pxi): off when
+        made with gso=False or raw, or once the kernel refused it (no checksum offload)."""
+        return bool(self.gso.enabled)
+
+    @property
+    def gso_stats(self):
+        """(GSO messages sent, datagrams they carried)."""
+        return int(self.gso.runs), int(self.gso.in_runs)
 
     def __dealloc__(self):
+        gso_free(&self.gso)
         PyMem_Free(self.rx_data)
         PyMem_Free(self.rx_names)
         PyMem_Free(self.rx_control)
@@ -331,17 +362,11 @@ cdef class Forwarder:
         return k + 1
 
     cdef void flush_sends(self, int k) noexcept nogil:
-        cdef int done = 0, n
-        while done < k:
-            n = sendmmsg(self.udp_fd, self.tx_msgs + done, k - done, 0)
-            if n <= 0:
-                if n < 0 and errno == EINTR:
-                    continue
-                # ENOBUFS, EAGAIN, an ICMP error: the datagram is lost, as on a wire.
-                self.stat[STAT_SEND_ERRORS] += k - done
-                return
-            done += n
-        self.stat[STAT_UDP_TX] += k
+        cdef int done = gso_send(&self.gso, self.udp_fd, self.tx_msgs, k)
+        # ENOBUFS, EAGAIN, an ICMP error: the datagrams not sent are lost, as on a wire.
+        if done < k:
+            self.stat[STAT_SEND_ERRORS] += k - done
+        self.stat[STAT_UDP_TX] += done
 
     cdef int dispatch(self, const uint8_t* rx_base, Py_ssize_t n_rows, int* handoff) noexcept nogil:
         """Carry out the rows of a batch; returns how many datagrams were queued for sending.
@@ -350,10 +375,14 @@ cdef class Forwarder:
         cdef delivery_t* r
         cdef const uint8_t* where
         cdef int k = 0, fd
+        cdef uint64_t now = monotonic_ns() if self.has_sink else 0
         for j in range(n_rows):
             r = &self.rows[j]
             where = (rx_base if r.source == 0 else self.path.pool_data) + r.offset
-            if r.action == ACT_TUN:
+            if r.action == ACT_TUN and self.has_sink:
+                self.sink_counter.count_ip(where, r.length, now)
+                self.stat[STAT_TUN_TX] += 1
+            elif r.action == ACT_TUN:
                 # The session's own device (set_tun), else ours; the lock keeps the fd current.
                 fd = self.path.sessions[r.slot].tun_fd
                 if fd < 0:

@@ -41,6 +41,7 @@ cdef extern from "<time.h>" nogil:
         CLOCK_MONOTONIC
 
     int clock_gettime(clockid_t clk_id, timespec* tp)
+    int nanosleep(const timespec* req, timespec* rem)
 
 
 cdef extern from "<sys/uio.h>" nogil:
@@ -164,10 +165,21 @@ cdef extern from "<errno.h>" nogil:
     enum:
         EAGAIN
         EINTR
+        EIO
+        EINVAL
+        EMSGSIZE
+        ENOPROTOOPT
     # Equal to EAGAIN on Linux.  A const, not an enum member: Cython turns
     # `e == EAGAIN or e == EWOULDBLOCK` on two enum members into a C switch,
     # and two equal case labels do not compile.
     const int EWOULDBLOCK
+
+
+cdef extern from "<netinet/udp.h>" nogil:
+    # UDP generic segmentation offload (Linux 4.18): one sendmsg carries many equal datagrams.
+    enum:
+        SOL_UDP
+        UDP_SEGMENT
 
 
 cdef extern from "<poll.h>" nogil:
@@ -180,6 +192,7 @@ cdef extern from "<poll.h>" nogil:
 
     enum:
         POLLIN
+        POLLOUT
         POLLERR
         POLLHUP
 

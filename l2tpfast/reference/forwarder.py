@@ -57,6 +57,7 @@ class Forwarder:
         raw: bool = False,
         *,
         receive_udp: bool = True,
+        gso: bool = True,
     ) -> None:
         if not 1 <= batch <= 1024:
             raise ValueError("batch is 1..1024")
@@ -68,6 +69,12 @@ class Forwarder:
         self.batch = batch
         self.raw = raw  # L2TP over IP: no ports; a raw IPv4 socket delivers the IP header
         self.receive_udp = receive_udp
+        # One sendmsg a datagram: the compiled loop's UDP GSO runs (src_pyx/gso.pxi) are an
+        # optimisation of the same datagrams, never used here.
+        self.gso = False
+        self.gso_stats = (0, 0)
+        #: The compiled loop counts into a LoadCounter instead of writing TUN; not modelled here.
+        self.sink: Any = None
         self.handoff: Callable[[list[Any]], None] | None = None
         self.stats = np.zeros(len(FORWARDER_STATS), dtype=np.uint64)
         # A socket object over the same descriptor, for recvmsg/sendmsg (never closed here).

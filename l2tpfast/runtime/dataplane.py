@@ -71,6 +71,7 @@ class DataPlane:
         batch: int = 64,
         on_items: Callable[[list[Item]], None],
         socket_buffer: int = 0,
+        gso: bool = True,
     ) -> None:
         self.path = path
         if socket_buffer:
@@ -82,13 +83,16 @@ class DataPlane:
         raw = isinstance(transports[0], Ip115Transport)
         # The TUN device is read by the first loop only: one reader keeps its packet order.
         self.forwarders = [
-            Forwarder(path, t.fileno(), tun.fileno() if tun is not None and i == 0 else -1, batch, raw)
+            Forwarder(
+                path, t.fileno(), tun.fileno() if tun is not None and i == 0 else -1, batch, raw, gso=gso
+            )
             for i, t in enumerate(transports)
         ]
         self._threads: list[threading.Thread] = []
         self._stop_fd = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batch = batch
+        self._gso = gso
         #: Per-session TUN readers (a LAC's ``session_tun``): fd -> (forwarder, thread, stop fd).
         self._readers: dict[int, tuple[Forwarder, threading.Thread, int]] = {}
         self._retired = np.zeros(len(FORWARDER_STATS), dtype=np.uint64)
@@ -123,8 +127,9 @@ class DataPlane:
         and write that session's packets to its device (``DataPath.set_tun``).
         """
         fw = Forwarder(
-            self.path, self.transports[0].fileno(), tun.fileno(), self._batch, False, receive_udp=False
-        )
+            self.path, self.transports[0].fileno(), tun.fileno(), self._batch, False, receive_udp=False,
+            gso=self._gso,
+        )  # fmt: skip
         stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         thread = threading.Thread(
             target=self._run_reader, args=(fw, stop_fd), name=f"l2tpfast-{tun.name}", daemon=True
@@ -167,6 +172,11 @@ class DataPlane:
     def stats(self) -> dict[str, int]:
         """The loops' counters, summed."""
         total = self._retired.copy()
-        for fw in [*self.forwarders, *(r[0] for r in self._readers.values())]:
+        loops = [*self.forwarders, *(r[0] for r in self._readers.values())]
+        for fw in loops:
             total += fw.stats
-        return {name: int(v) for name, v in zip(FORWARDER_STATS, total, strict=True)}
+        out = {name: int(v) for name, v in zip(FORWARDER_STATS, total, strict=True)}
+        # UDP GSO (src_pyx/gso.pxi): messages that carried runs of datagrams, and those datagrams.
+        out["gso_messages"] = sum(fw.gso_stats[0] for fw in self.forwarders)
+        out["gso_datagrams"] = sum(fw.gso_stats[1] for fw in self.forwarders)
+        return out

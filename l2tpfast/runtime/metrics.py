@@ -111,6 +111,8 @@ _LOOP_COUNTERS: dict[str, tuple[str, str, dict[str, str]]] = {
         {"reason": "no_session"},
     ),
     "no_route": ("dataplane_discarded", "Datagrams and packets the loops discarded", {"reason": "no_route"}),
+    "gso_messages": ("dataplane_gso_messages", "UDP GSO messages sent, each a run of datagrams", {}),
+    "gso_datagrams": ("dataplane_gso_datagrams", "Datagrams sent inside UDP GSO messages", {}),
 }
 
 # Subscribers.status() keys with a family of their own (or no number to export).

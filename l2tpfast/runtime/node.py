@@ -99,9 +99,17 @@ class ControlNode:
     """One L2TP node: an Endpoint, its UDP socket, its timer and its management socket."""
 
     def __init__(
-        self, config: NodeConfig, *, endpoint: Endpoint | None = None, config_path: str | None = None
+        self,
+        config: NodeConfig,
+        *,
+        endpoint: Endpoint | None = None,
+        config_path: str | None = None,
+        load_counter: Any = None,
     ) -> None:
         self.config = config
+        #: ``l2tpfast bench``: a LoadCounter that counts the IP packets sessions receive, in
+        #: place of a TUN device (the generator LAC has none).
+        self.load_counter = load_counter
         #: The file SIGHUP rereads (``l2tpfast run -c``); None: reload is refused.
         self.config_path = config_path
         self.reloads = 0
@@ -212,8 +220,12 @@ class ControlNode:
             batch=dp_config.batch,
             on_items=self._on_items,
             socket_buffer=dp_config.socket_buffer,
+            gso=dp_config.gso,
         )
         self.dataplane = dataplane
+        if self.load_counter is not None:
+            for forwarder in dataplane.forwarders:
+                forwarder.sink = self.load_counter
         if self.subscribers is not None:
             self.subscribers.dataplane = dataplane
         self.dataplane.start(self._loop)
@@ -332,7 +344,9 @@ class ControlNode:
             event.peer_tunnel_id,
             event.peer_session_id,
             address_row(event.peer[0], event.peer[1]),
-            target=SessionTarget.TUN if self.tun is not None else SessionTarget.PPP,
+            target=SessionTarget.TUN
+            if self.tun is not None or self.load_counter is not None
+            else SessionTarget.PPP,
             flags=value,
             local=address_row(local, 0) if local else None,
         )

@@ -254,6 +254,9 @@ class Subscribers(RadiusSessions):
         self._peer_routes: dict[IPv4Address, int] = {}
         #: When the last link reached IPCP Opened (loop time, time.monotonic()): setup rates.
         self.last_up_at: float | None = None
+        #: Called with (session key, its address) when a link reaches IPCP Opened and is routed
+        #: (``l2tpfast bench`` times its setups so).
+        self.on_up: Callable[[SessionKey, IPv4Address], None] | None = None
         self.counters = {
             "links_started": 0,
             "links_up": 0,
@@ -605,11 +608,12 @@ class Subscribers(RadiusSessions):
                 return
             sub.address = address
             self.path.route_add(address.packed, sub.slot)
-            self.ip.add(f"address replace {address}/32 dev {self.tun.name}")
-            sub.kernel_route = True
+            if self.tun is not None:
+                self.ip.add(f"address replace {address}/32 dev {self.tun.name}")
+                sub.kernel_route = True
             # The far end's address goes into the shared TUN device (any session can reach it:
             # the fast path picks the session by source); one route however many sessions use it.
-            if event.peer_address is not None:
+            if event.peer_address is not None and self.tun is not None:
                 sub.peer_route = event.peer_address
                 count = self._peer_routes.get(event.peer_address, 0)
                 if count == 0:
@@ -622,6 +626,8 @@ class Subscribers(RadiusSessions):
             event.peer_address, ",".join(map(str, event.dns)) or "-",
             extra=self._ctx(sub),
         )  # fmt: skip
+        if self.on_up is not None and sub.address is not None:
+            self.on_up(sub.key, sub.address)
 
     def _own_tun(self, sub: Subscriber, address: IPv4Address, peer: IPv4Address | None) -> None:
         """A TUN device for this session alone (``[lac] session_tun``), as pppd's pppN."""
