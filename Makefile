@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv install compile debug test test-debug lint bench demo wheel wheel-check clean
+.PHONY: help system-deps venv install compile debug test test-debug lint bench bench-compare demo wheel wheel-check clean
 
 help:
 	@echo "make test        install system packages, venv, package + test extras; run the whole suite"
@@ -13,6 +13,7 @@ help:
 	@echo "make debug       build them in place with bounds checks, line tracing, annotate HTML"
 	@echo "make lint        ruff, mypy --strict, cython-lint, codespell"
 	@echo "make bench       pytest-benchmark microbenchmarks (bench/micro) and end-to-end (bench/e2e)"
+	@echo "make bench-compare  l2tpns and l2tpfast under the same l2tpfast bench, ratio table (ROUNDS)"
 	@echo "make demo        LNS and LAC in two namespaces, SESSIONS=100 PPP sessions, live traffic table (DURATION, SIZE, RATE)"
 	@echo "make wheel       build a platform wheel into wheelhouse/"
 	@echo "make clean       remove build products"
@@ -55,6 +56,12 @@ lint: install
 
 bench: install compile
 	$(PY) -m pytest bench/micro bench/e2e --benchmark-only -s $(PYTEST_ARGS)
+
+# l2tpns (with FreeRADIUS) and our LNS in turn under `l2tpfast bench`, A B A B: bench/compare.py.
+ROUNDS ?= 2
+COMPARE_ARGS ?=
+bench-compare: system-deps install compile
+	$(PY) bench/compare.py --rounds $(ROUNDS) $(COMPARE_ARGS)
 
 SESSIONS ?= 100
 DURATION ?= 10

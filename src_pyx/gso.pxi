@@ -8,9 +8,10 @@
 # device (or the NIC does): the per-datagram cost of the layers above goes once per run. The
 # receiver sees the same datagrams as without it, each with its own UDP and IP header.
 #
-# GSO needs checksum offload on the route's device; without it the kernel answers EIO. A run
-# refused so (EIO, or ENOPROTOOPT from an old kernel) is sent again datagram by datagram and GSO
-# is switched off for this sender; a run refused for its size (EINVAL, EMSGSIZE: a segment
+# Before Linux 6.11 GSO needs checksum offload on the route's device, and without it the kernel
+# answers EIO (later kernels segment and checksum in software). A run refused so (EIO, or
+# ENOPROTOOPT from an old kernel) is sent again datagram by datagram and GSO is switched off for
+# this sender; a run refused for its size (EINVAL, EMSGSIZE: a segment
 # longer than the path's MTU) is sent again datagram by datagram, and GSO stays on.
 #
 # Ownership: a gso_t's arrays are allocated by gso_init and freed by gso_free; the messages it

@@ -196,7 +196,7 @@ cdef class LoadGenerator:
         cdef uint64_t t0, now, end, target, sent = 0, period_ns = 0
         cdef int64_t due
         cdef int k, n, i
-        cdef int payload = size - IPV4_UDP
+        cdef int udp_length = size - 20  # RFC 768: the UDP header and its data
         cdef uint8_t* t
         if size < IPV4_UDP + BENCH_HEADER or size > RX_SLOT:
             raise ValueError(f"size is {IPV4_UDP + BENCH_HEADER}..{RX_SLOT} octets of IP")
@@ -221,8 +221,8 @@ cdef class LoadGenerator:
                 n = ip_checksum(t, 20)
                 t[10] = n >> 8
                 t[11] = n & 0xFF
-                t[24] = payload >> 8
-                t[25] = payload & 0xFF
+                t[24] = udp_length >> 8
+                t[25] = udp_length & 0xFF
         self.stopping = 0
         if rate > 0:
             period_ns = <uint64_t>(1e9 / rate)

@@ -47,7 +47,7 @@ def add_parsers(sub: Any) -> None:
         "--setup-timeout", type=float, default=60.0, help="seconds for the sessions to come up"
     )
     bench.add_argument("--username", default="bench", help="PPP user name; {n} is the call's number (0..)")
-    bench.add_argument("--password", default="bench", help="PPP password")
+    bench.add_argument("--password", default="bench", help="PPP password; {n} as in --username")
     bench.add_argument("--secret", help="tunnel authentication secret (RFC 2661 5.1.1)")
     bench.add_argument("--sink", help="HOST:PORT of a running `l2tpfast bench-sink --control`")
     bench.add_argument("--sink-netns", help="start the sink in this network namespace (the LNS's)")
@@ -124,10 +124,15 @@ def run(args: argparse.Namespace) -> int:
             print("error: --plot needs matplotlib: pip install 'l2tpfast[plot]'", file=sys.stderr)
             return 2
     try:
-        report = run_bench(options)
+        options.check()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        report = run_bench(options)
+    except (RuntimeError, OSError, ConnectionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print()
     print(reports.table(report))
     if args.json:

@@ -50,6 +50,11 @@ class SetupResult:
         return self.up / self.seconds if self.seconds > 0 else 0.0
 
 
+def numbered(template: str, n: int) -> str:
+    """``{n}`` in a user name or password is the call's number (0..): one RADIUS user each."""
+    return template.replace("{n}", str(n))
+
+
 class BenchLac:
     """N tunnels x M PPP sessions to one LNS, in this process."""
 
@@ -98,6 +103,7 @@ class BenchLac:
         self.calls: dict[tuple[int, int], Call] = {}
         self.up: list[Call] = []  # in the order they came up: the session index
         self.tunnel_ids: list[int] = []
+        self.tunnels_closed: set[int] = set()
         self._changed = asyncio.Event()
 
     async def start(self) -> None:
@@ -138,14 +144,11 @@ class BenchLac:
                 )
                 self._changed.set()
         elif isinstance(event, TunnelClosed):
+            self.tunnels_closed.add(event.local_tunnel_id)
             for call in self.calls.values():
                 if call.tunnel_id == event.local_tunnel_id and call.closed is None:
                     call.closed = f"tunnel closed, StopCCN result {event.result_code}"
             self._changed.set()
-
-    def username_for(self, index: int) -> str:
-        """``{n}`` in the user name is the call's number: one RADIUS user each."""
-        return self.username.replace("{n}", str(index))
 
     async def setup(self, tunnels: int, per_tunnel: int, rate: float, timeout: float) -> SetupResult:
         """Open the tunnels, place the calls at ``rate`` a second (0: all at once), wait for them."""
@@ -163,24 +166,21 @@ class BenchLac:
                 if wait > 0:
                     await asyncio.sleep(wait)
             tid = self.tunnel_ids[n % tunnels]
-            if all(c.closed for c in self.calls.values() if c.tunnel_id == tid) and any(
-                c.tunnel_id == tid for c in self.calls.values()
-            ):
+            if tid in self.tunnels_closed:
                 continue  # its tunnel is gone: counted below as calls never placed
             answer = self.node.command(
                 {
                     "cmd": "open-session",
                     "tunnel_id": tid,
-                    "username": self.username_for(n),
-                    "password": self.password,
+                    "username": numbered(self.username, n),
+                    "password": numbered(self.password, n),
                 }
             )
             key = (answer["tunnel_id"], answer["session_id"])
             self.calls[key] = Call(key[0], key[1], self.now)
         deadline = self.now + timeout
         while self.now < deadline:
-            pending = [c for c in self.calls.values() if c.up_at is None and c.closed is None]
-            if not pending and len(self.calls) == total:
+            if all(c.up_at is not None or c.closed is not None for c in self.calls.values()):
                 break
             self._changed.clear()
             with contextlib.suppress(TimeoutError):

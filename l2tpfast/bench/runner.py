@@ -333,25 +333,27 @@ class Bench:
         totals = {n: int(v) for n, v in zip(LOAD_TOTALS, self.counter.totals, strict=True)}
         notes: list[str] = []
         result: dict[str, Any] = {"rate": rate, "size": size, "direction": direction, "seconds": o.duration}
-        for name, offered_rate, sent_n, seconds, got, late, drops in (
-            ("up", up_rate, sent, send_seconds, far["received"]["packets"], far["received"]["late"],
-             far["socket_drops"]),
-            ("down", down_rate, far["sent"], far["send_seconds"], totals["packets"], totals["late"],
-             gen_drops),
-        ):  # fmt: skip
+        # What arrived each way: counted by the sink (upstream) and by the generator (downstream).
+        arrived = {"up": far["received"], "down": totals}
+        for name, offered_rate, sent_n, seconds, drops in (
+            ("up", up_rate, sent, send_seconds, far["socket_drops"]),
+            ("down", down_rate, far["sent"], far["send_seconds"], gen_drops),
+        ):
             if offered_rate <= 0:
                 continue
+            got, octets = arrived[name]["packets"], arrived[name]["octets"]
             offered_pps = sent_n / seconds if seconds > 0 else 0.0
             loss = 1.0 - got / sent_n if sent_n else 1.0
             delivered_pps = got / seconds if seconds > 0 else 0.0
             result[name] = {
                 "sent": sent_n,
                 "delivered": got,
+                "octets": octets,  # IP octets delivered
                 "offered_pps": round(offered_pps, 1),
                 "delivered_pps": round(delivered_pps, 1),
-                "delivered_mbps": round(mbits(delivered_pps, size), 2),
+                "delivered_mbps": round(octets * 8 / seconds / 1e6 if seconds > 0 else 0.0, 2),
                 "loss": round(max(loss, 0.0), 6),
-                "late": late,
+                "late": arrived[name]["late"],
             }
             who = "generator" if name == "up" else "sink"
             if offered_pps < KEPT_UP * offered_rate:
