@@ -99,10 +99,13 @@ class Forwarder:
     raw: bool
     receive_udp: bool
     sink: LoadCounter | None
+    gro: bool
     @property
     def gso(self) -> bool: ...
     @property
     def gso_stats(self) -> tuple[int, int]: ...
+    @property
+    def gro_stats(self) -> tuple[int, int]: ...
     def __init__(
         self,
         path: DataPath,
@@ -113,6 +116,7 @@ class Forwarder:
         *,
         receive_udp: bool = True,
         gso: bool = True,
+        gro: bool = False,
     ) -> None: ...
     def run(self, stop_fd: int, idle_timeout: float = 0.1) -> None: ...
     def run_once(self, udp: bool = True, tun: bool = True) -> int: ...

@@ -143,6 +143,9 @@ class DataplaneConfig:
     #: UDP GSO (udp(7) UDP_SEGMENT): runs of equal datagrams to one peer leave as one message; the
     #: loops turn it off by themselves where the kernel refuses it (no checksum offload).
     gso: bool = True
+    #: UDP GRO (udp(7) UDP_GRO): the kernel may hand over a run of datagrams from one peer in one
+    #: buffer, which the loops cut up again; fewer receive calls for a busy tunnel.
+    gro: bool = False
 
 
 @dataclass(frozen=True, slots=True)

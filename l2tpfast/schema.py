@@ -149,6 +149,7 @@ SECTIONS: tuple[Section, ...] = (
             Key("socket_buffer", "integer", "4194304", "receive and send buffer of each socket, octets"),
             Key("tun_queue", "integer", "4096", "TUN transmit queue, packets"),
             Key("gso", "bool", "true", "send runs of datagrams to one peer as one UDP GSO message"),
+            Key("gro", "bool", "false", "receive runs from one peer coalesced by the kernel (UDP GRO)"),
         ),
     ),
     Section(

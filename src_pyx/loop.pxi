@@ -41,6 +41,7 @@ from mmsg cimport (
     CMSG_FIRSTHDR,
     CMSG_LEN,
     CMSG_NXTHDR,
+    UDP_GRO,
     CMSG_SPACE,
     clock_gettime,
     cmsghdr,
@@ -86,6 +87,8 @@ cdef enum:
 
 cdef enum:
     RX_SLOT = 2048         # octets a received datagram may have; longer ones are truncated, dropped
+    GRO_SLOT = 65536       # with UDP GRO: room for one coalesced run (at most 64 KiB of UDP payload)
+    GRO_SEGMENTS = 64      # datagrams a run may hold (the kernel's UDP_MAX_SEGMENTS is 64 or 128)
     NAME_LEN = 28          # sizeof(struct sockaddr_in6), the larger of the two
     CONTROL_LEN = 64       # room for one in_pktinfo or in6_pktinfo cmsg
 
@@ -188,10 +191,16 @@ cdef class Forwarder:
     cdef LoadCounter sink_counter
     cdef bint has_sink
     cdef gso_t gso
+    cdef readonly bint gro
+    cdef int slot_size            # octets of a receive slot: RX_SLOT, or GRO_SLOT with gro
+    cdef int entries_cap          # datagrams a batch may yield: batch, or batch * GRO_SEGMENTS
+    cdef uint32_t* rx_entry_msg   # the message (receive slot) each datagram came in
+    cdef uint64_t gro_runs        # messages that held more than one datagram
+    cdef uint64_t gro_in_runs     # the datagrams they held
 
     def __cinit__(
         self, DataPath path not None, int udp_fd, int tun_fd=-1, int batch=64, bint raw=False, *,
-        bint receive_udp=True, bint gso=True,
+        bint receive_udp=True, bint gso=True, bint gro=False,
     ):
         cdef int i, rx_batch
         if not 1 <= batch <= 1024:
@@ -206,18 +215,30 @@ cdef class Forwarder:
         self.raw = raw
         self.receive_udp = receive_udp
         self.handoff = None
+        # UDP GRO (the caller set UDP_GRO on the socket): a slot holds a coalesced run, cut here
+        # into its datagrams. Not for raw sockets (no UDP) nor for a TUN reader (no receiving).
+        self.gro = gro and receive_udp and not raw
+        self.gro_runs = 0
+        self.gro_in_runs = 0
+        self.slot_size = GRO_SLOT if self.gro else RX_SLOT
+        rx_batch = batch if receive_udp else 1
+        self.entries_cap = rx_batch * GRO_SEGMENTS if self.gro else rx_batch
         # A delivery row per datagram, plus what a datagram releases from the pool; a TUN reader
         # only sends what it reads, and needs no receive ring (one loop per session's device).
-        self.rows_cap = batch * (path.reorder_window + 2) + 16 if receive_udp else batch
-        rx_batch = batch if receive_udp else 1
-        self.rx_data = <uint8_t*>PyMem_Malloc(rx_batch * RX_SLOT)
+        # Held packets are released once each, so with GRO the pool's size bounds the releases.
+        if self.gro:
+            self.rows_cap = self.entries_cap + path.pool_slots + 16
+        else:
+            self.rows_cap = batch * (path.reorder_window + 2) + 16 if receive_udp else batch
+        self.rx_data = <uint8_t*>PyMem_Malloc(rx_batch * self.slot_size)
         self.rx_names = <uint8_t*>PyMem_Malloc(rx_batch * NAME_LEN)
         self.rx_control = <uint8_t*>PyMem_Malloc(rx_batch * CONTROL_LEN)
         self.rx_msgs = <mmsghdr*>PyMem_Malloc(rx_batch * sizeof(mmsghdr))
         self.rx_iov = <iovec*>PyMem_Malloc(rx_batch * sizeof(iovec))
-        self.rx_offsets = <uint32_t*>PyMem_Malloc(rx_batch * sizeof(uint32_t))
-        self.rx_lengths = <uint32_t*>PyMem_Malloc(rx_batch * sizeof(uint32_t))
-        self.rx_sources = <address_t*>PyMem_Malloc(rx_batch * sizeof(address_t))
+        self.rx_offsets = <uint32_t*>PyMem_Malloc(self.entries_cap * sizeof(uint32_t))
+        self.rx_lengths = <uint32_t*>PyMem_Malloc(self.entries_cap * sizeof(uint32_t))
+        self.rx_sources = <address_t*>PyMem_Malloc(self.entries_cap * sizeof(address_t))
+        self.rx_entry_msg = <uint32_t*>PyMem_Malloc(self.entries_cap * sizeof(uint32_t))
         self.rows = <delivery_t*>PyMem_Malloc(self.rows_cap * sizeof(delivery_t))
         self.tx_headers = <uint8_t*>PyMem_Malloc(self.rows_cap * MAX_HEADER)
         self.tx_names = <uint8_t*>PyMem_Malloc(self.rows_cap * NAME_LEN)
@@ -228,11 +249,13 @@ cdef class Forwarder:
         self.tun_lengths = <uint32_t*>PyMem_Malloc(batch * sizeof(uint32_t))
         if (not self.rx_data or not self.rx_names or not self.rx_control or not self.rx_msgs
                 or not self.rx_iov or not self.rx_offsets or not self.rx_lengths or not self.rx_sources
+                or not self.rx_entry_msg
                 or not self.rows or not self.tx_headers or not self.tx_names or not self.tx_control
                 or not self.tx_msgs or not self.tx_iov or not self.tun_data or not self.tun_lengths):
             raise MemoryError()
         for i in range(rx_batch):
-            self.rx_offsets[i] = <uint32_t>(i * RX_SLOT)
+            self.rx_offsets[i] = <uint32_t>(i * self.slot_size)
+            self.rx_entry_msg[i] = i
         self.next_release = 0.0
         # UDP GSO (gso.pxi) for runs to one peer; L2TP over IP has no such offload.
         if gso_init(&self.gso, self.rows_cap, gso and not raw) < 0:
@@ -260,6 +283,11 @@ cdef class Forwarder:
         return bool(self.gso.enabled)
 
     @property
+    def gro_stats(self):
+        """(coalesced runs received with UDP GRO, datagrams they held)."""
+        return int(self.gro_runs), int(self.gro_in_runs)
+
+    @property
     def gso_stats(self):
         """(GSO messages sent, datagrams they carried)."""
         return int(self.gso.runs), int(self.gso.in_runs)
@@ -274,6 +302,7 @@ cdef class Forwarder:
         PyMem_Free(self.rx_offsets)
         PyMem_Free(self.rx_lengths)
         PyMem_Free(self.rx_sources)
+        PyMem_Free(self.rx_entry_msg)
         PyMem_Free(self.rows)
         PyMem_Free(self.tx_headers)
         PyMem_Free(self.tx_names)
@@ -289,8 +318,8 @@ cdef class Forwarder:
         """One recvmmsg batch; returns the datagrams received (0 when none, -1 on error)."""
         cdef int i, n
         for i in range(self.batch):
-            self.rx_iov[i].iov_base = self.rx_data + i * RX_SLOT
-            self.rx_iov[i].iov_len = RX_SLOT
+            self.rx_iov[i].iov_base = self.rx_data + i * self.slot_size
+            self.rx_iov[i].iov_len = self.slot_size
             self.rx_msgs[i].msg_hdr.msg_name = self.rx_names + i * NAME_LEN
             self.rx_msgs[i].msg_hdr.msg_namelen = NAME_LEN
             self.rx_msgs[i].msg_hdr.msg_iov = &self.rx_iov[i]
@@ -304,6 +333,8 @@ cdef class Forwarder:
                 return 0
             self.stat[STAT_RECV_ERRORS] += 1
             return -1
+        if self.gro:
+            return self.split_runs(n)
         for i in range(n):
             self.rx_offsets[i] = <uint32_t>(i * RX_SLOT)
             self.rx_lengths[i] = self.rx_msgs[i].msg_len
@@ -319,6 +350,46 @@ cdef class Forwarder:
         self.stat[STAT_UDP_RX] += n
         self.stat[STAT_BATCHES] += 1
         return n
+
+    cdef int split_runs(self, int n) noexcept nogil:
+        """UDP GRO: cut each received message into its datagrams (the UDP_GRO cmsg gives their
+        size; the last may be shorter); returns how many. Payloads stay where they are."""
+        cdef int i, e = 0
+        cdef uint32_t size, at, length
+        cdef cmsghdr* c
+        for i in range(n):
+            length = self.rx_msgs[i].msg_len
+            size = 0
+            c = CMSG_FIRSTHDR(&self.rx_msgs[i].msg_hdr)
+            while c != NULL:
+                if c.cmsg_level == SOL_UDP and c.cmsg_type == UDP_GRO:
+                    size = <uint32_t>(<int*>CMSG_DATA(c))[0]
+                c = CMSG_NXTHDR(&self.rx_msgs[i].msg_hdr, c)
+            if size == 0 or size >= length:
+                size = length
+            if self.rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC:
+                self.stat[STAT_TRUNCATED] += 1
+                continue
+            if length > size:
+                self.gro_runs += 1
+                self.gro_in_runs += (length + size - 1) // size
+            at = 0
+            while at < length and e < self.entries_cap:
+                self.rx_offsets[e] = <uint32_t>(i * self.slot_size) + at
+                self.rx_lengths[e] = size if length - at > size else length - at
+                to_address(self.rx_names + i * NAME_LEN, &self.rx_sources[e])
+                self.rx_entry_msg[e] = i
+                at += size
+                e += 1
+            if length == 0 and e < self.entries_cap:
+                self.rx_offsets[e] = <uint32_t>(i * self.slot_size)
+                self.rx_lengths[e] = 0
+                to_address(self.rx_names + i * NAME_LEN, &self.rx_sources[e])
+                self.rx_entry_msg[e] = i
+                e += 1
+        self.stat[STAT_UDP_RX] += e
+        self.stat[STAT_BATCHES] += 1
+        return e
 
     cdef void skip_ip_header(self, int i) noexcept nogil:
         """A raw IPv4 socket hands over the IP header: start the datagram after it, without a copy."""
@@ -423,7 +494,7 @@ cdef class Forwarder:
 
     cdef object local_of(self, uint32_t i):
         """The local address a datagram was sent to, from its IP_PKTINFO/IPV6_PKTINFO cmsg."""
-        cdef mmsghdr* m = &self.rx_msgs[i]
+        cdef mmsghdr* m = &self.rx_msgs[self.rx_entry_msg[i]]
         cdef cmsghdr* c = CMSG_FIRSTHDR(&m.msg_hdr)
         cdef address_t a
         memset(&a, 0, sizeof(address_t))

@@ -180,6 +180,7 @@ cdef extern from "<netinet/udp.h>" nogil:
     enum:
         SOL_UDP
         UDP_SEGMENT
+        UDP_GRO                 # receive side: a run of datagrams in one buffer, cmsg = their size
 
 
 cdef extern from "<poll.h>" nogil:

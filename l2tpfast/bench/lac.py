@@ -88,6 +88,8 @@ class BenchLac:
                 "batch": batch,
                 "max_sessions": max(1024, sessions + 16),
                 "socket_buffer": 32 * 1024 * 1024,
+                # An LNS that sends with GSO is read a run at a time: the harness's cheapest receive.
+                "gro": True,
             },
             "ppp": {"username": username, "password": password, "echo_interval": echo_interval},
             "lac": {"lns": lns, "lns_port": lns_port, "sessions": 0},

@@ -246,26 +246,30 @@ class Bench:
             good = step
             rate *= o.step_factor
         low = good["rate"] if good else 0.0
-        if bad is not None and not bad["harness_limited"]:
+        # Above a harness-limited step nothing is known; below it the bisection goes on, so the
+        # result comes as close to the harness's own limit as the LNS allows.
+        saturated = bad if bad is not None and bad["harness_limited"] else None
+        lns_lost = bad is not None and not bad["harness_limited"]
+        if bad is not None:
             high = bad["rate"]
             for _ in range(o.refine):
                 mid = (low + high) / 2 if low else high / 2
                 step = await self._trial(mid, size, direction, steps)
                 if step["harness_limited"]:
-                    bad = step
-                    break
-                if step["loss_free"]:
+                    saturated, high = step, mid
+                elif step["loss_free"]:
                     good, low = step, mid
                 else:
-                    high = mid
-        limited = bad is not None and bad["harness_limited"]
+                    lns_lost, high = True, mid
+        # A lower bound unless the LNS itself lost packets at a rate the harness could offer.
+        limited = saturated is not None and not lns_lost
         found = {
             "size": size,
             "direction": direction,
             "loss_free_pps": round(good["rate"], 1) if good else 0.0,
             "loss_free_mbps": round(mbits(good["rate"], size), 2) if good else 0.0,
             "lower_bound": limited,
-            "harness_note": bad["notes"] if limited and bad else [],
+            "harness_note": saturated["notes"] if limited and saturated else [],
             "steps": [s["rate"] for s in steps],
             "cpu_us_per_packet": good["lns_cpu_us_per_packet"] if good else None,
         }

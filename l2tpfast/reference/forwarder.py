@@ -58,6 +58,7 @@ class Forwarder:
         *,
         receive_udp: bool = True,
         gso: bool = True,
+        gro: bool = False,
     ) -> None:
         if not 1 <= batch <= 1024:
             raise ValueError("batch is 1..1024")
@@ -73,6 +74,8 @@ class Forwarder:
         # optimisation of the same datagrams, never used here.
         self.gso = False
         self.gso_stats = (0, 0)
+        self.gro = False  # its socket gets no UDP_GRO: one datagram a recvmsg
+        self.gro_stats = (0, 0)
         #: The compiled loop counts into a LoadCounter instead of writing TUN; not modelled here.
         self.sink: Any = None
         self.handoff: Callable[[list[Any]], None] | None = None

@@ -59,6 +59,17 @@ def grow_buffers(fd: int, size: int) -> None:
         sock.close()
 
 
+def enable_gro(fd: int) -> None:
+    """UDP_GRO on a socket (udp(7)): runs from one peer may arrive as one buffer."""
+    import socket
+
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        sock.setsockopt(socket.IPPROTO_UDP, 104, 1)  # UDP_GRO (Linux 5.0)
+    finally:
+        sock.close()
+
+
 class DataPlane:
     """Forwarding threads over one DataPath, and the hand-off to the asyncio loop."""
 
@@ -72,6 +83,7 @@ class DataPlane:
         on_items: Callable[[list[Item]], None],
         socket_buffer: int = 0,
         gso: bool = True,
+        gro: bool = False,
     ) -> None:
         self.path = path
         if socket_buffer:
@@ -81,10 +93,19 @@ class DataPlane:
         self.tun = tun
         self.on_items = on_items
         raw = isinstance(transports[0], Ip115Transport)
+        if gro and not raw:
+            for t in transports:
+                enable_gro(t.fileno())
         # The TUN device is read by the first loop only: one reader keeps its packet order.
         self.forwarders = [
             Forwarder(
-                path, t.fileno(), tun.fileno() if tun is not None and i == 0 else -1, batch, raw, gso=gso
+                path,
+                t.fileno(),
+                tun.fileno() if tun is not None and i == 0 else -1,
+                batch,
+                raw,
+                gso=gso,
+                gro=gro and not raw,
             )
             for i, t in enumerate(transports)
         ]
@@ -179,4 +200,7 @@ class DataPlane:
         # UDP GSO (src_pyx/gso.pxi): messages that carried runs of datagrams, and those datagrams.
         out["gso_messages"] = sum(fw.gso_stats[0] for fw in self.forwarders)
         out["gso_datagrams"] = sum(fw.gso_stats[1] for fw in self.forwarders)
+        # UDP GRO ([dataplane] gro): runs the kernel handed over coalesced, and their datagrams.
+        out["gro_messages"] = sum(fw.gro_stats[0] for fw in self.forwarders)
+        out["gro_datagrams"] = sum(fw.gro_stats[1] for fw in self.forwarders)
         return out

@@ -113,6 +113,8 @@ _LOOP_COUNTERS: dict[str, tuple[str, str, dict[str, str]]] = {
     "no_route": ("dataplane_discarded", "Datagrams and packets the loops discarded", {"reason": "no_route"}),
     "gso_messages": ("dataplane_gso_messages", "UDP GSO messages sent, each a run of datagrams", {}),
     "gso_datagrams": ("dataplane_gso_datagrams", "Datagrams sent inside UDP GSO messages", {}),
+    "gro_messages": ("dataplane_gro_messages", "Coalesced UDP GRO runs received", {}),
+    "gro_datagrams": ("dataplane_gro_datagrams", "Datagrams received inside UDP GRO runs", {}),
 }
 
 # Subscribers.status() keys with a family of their own (or no number to export).

@@ -221,6 +221,7 @@ class ControlNode:
             on_items=self._on_items,
             socket_buffer=dp_config.socket_buffer,
             gso=dp_config.gso,
+            gro=dp_config.gro,
         )
         self.dataplane = dataplane
         if self.load_counter is not None:

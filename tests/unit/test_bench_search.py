@@ -77,14 +77,26 @@ def test_a_loss_counts_after_every_trial() -> None:
     assert bench.report["loss_free"][0]["loss_free_pps"] == 50_000
 
 
-def test_a_saturated_harness_gives_a_lower_bound_and_stops() -> None:
+def test_a_saturated_harness_gives_a_lower_bound_bisected_below_its_limit() -> None:
     bench = _bench(step_factor=2.0, refine=3)
     tried = _model(bench, capacity=1e9, harness=300_000)
     asyncio.run(bench._search(1400, "down"))
     (found,) = bench.report["loss_free"]
-    assert tried == [50_000, 100_000, 200_000, 400_000]  # no bisection past the harness's limit
-    assert found["loss_free_pps"] == 200_000 and found["lower_bound"]
+    # 400k: the harness could not offer it (no second try); then 300k fine, 350k and 325k not
+    # offered either.
+    assert tried == [50_000, 100_000, 200_000, 400_000, 300_000, 350_000, 325_000]
+    assert found["loss_free_pps"] == 300_000 and found["lower_bound"]
     assert found["harness_note"] == ["saturated"]
+
+
+def test_a_loss_below_the_harness_limit_is_the_lns_s() -> None:
+    bench = _bench(step_factor=2.0, refine=3)
+    tried = _model(bench, capacity=330_000, harness=350_000)
+    asyncio.run(bench._search(64, "down"))
+    (found,) = bench.report["loss_free"]
+    # 400k not offered; 300k fine; 350k fine (not above the harness's 350k) but lossy; 325k fine.
+    assert tried == [50_000, 100_000, 200_000, 400_000, 300_000, 350_000, 350_000, 325_000]
+    assert found["loss_free_pps"] == 325_000 and not found["lower_bound"]
 
 
 def test_options_are_checked_with_the_flag_named() -> None:
