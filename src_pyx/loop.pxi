@@ -12,6 +12,11 @@
 # (an LNS: a subscriber's address is its session) or by source address (``route_by="source"``:
 # a LAC that originates many sessions over one TUN device), headers, sendmmsg.
 #
+# Sends go out as UDP GSO messages where a run of datagrams shares peer, source and length
+# (gso.pxi). With gro=True (the caller set UDP_GRO on the socket) a receive slot is 64 KiB and may
+# hold a run the kernel coalesced; split_runs cuts it into its datagrams (entries pointing into
+# the slot, no copy) before classification, so the rest of the loop never sees the difference.
+#
 # A Forwarder made with receive_udp=False reads its TUN device only: the reader of a session's
 # own TUN device. It sends on the UDP socket it shares with the main loops (sendmmsg from several
 # threads on one UDP socket is safe: each call queues whole datagrams), never receives from it,

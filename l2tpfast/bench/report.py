@@ -105,14 +105,17 @@ def plot(report: dict[str, Any], prefix: str | Path) -> list[Path]:
     plt.close(fig)
     written.append(path)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for key in ("p50", "p90", "p99"):
-        pts = sorted(
-            (s["rate"] / 1e3, s["rtt_us"][key])
-            for s in steps
-            if s.get("rtt_us") and s.get("rtt_us", {}).get(key)
-        )
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"round trip {key}")
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for n, ((size, d), rows) in enumerate(sorted(series.items())):
+        rows = sorted((r for r in rows if r.get("rtt_us")), key=lambda r: r["rate"])
+        if not rows:
+            continue
+        xs = [r["rate"] / 1e3 for r in rows]
+        for key, style in (("p50", "-"), ("p99", "--")):
+            ax.plot(
+                xs, [r["rtt_us"][key] for r in rows], style, marker="o", color=colours[n % len(colours)],
+                label=f"{d}stream {size} B, {key}",
+            )  # fmt: skip
     ax.set_xlabel("offered, thousand packets/s")
     ax.set_ylabel("round-trip time, microseconds")
     ax.set_yscale("log")
