@@ -63,7 +63,18 @@ def table(report: dict[str, Any]) -> str:
 
 
 def write_json(report: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(report, indent=2) + "\n")
+    """The report as JSON at ``path`` (its folder made if missing: a long run never loses it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _save(plt: Any, fig: Any, prefix: Path, kind: str) -> Path:
+    fig.tight_layout()
+    path = prefix.with_name(f"{prefix.name}-{kind}.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot(report: dict[str, Any], prefix: str | Path) -> list[Path]:
@@ -78,6 +89,7 @@ def plot(report: dict[str, Any], prefix: str | Path) -> list[Path]:
     except ImportError as exc:
         raise ImportError("plots need matplotlib: pip install 'l2tpfast[plot]'") from exc
     prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
     steps = report.get("steps", [])
     series: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for s in steps:
@@ -99,11 +111,7 @@ def plot(report: dict[str, Any], prefix: str | Path) -> list[Path]:
     ax.set_title(_title(report, "offered vs delivered"))
     ax.grid(True, alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = prefix.with_name(prefix.name + "-rate.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(plt, fig, prefix, "rate"))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for n, ((size, d), rows) in enumerate(sorted(series.items())):
@@ -122,11 +130,7 @@ def plot(report: dict[str, Any], prefix: str | Path) -> list[Path]:
     ax.set_title(_title(report, "latency under load"))
     ax.grid(True, alpha=0.3, which="both")
     ax.legend()
-    fig.tight_layout()
-    path = prefix.with_name(prefix.name + "-latency.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(plt, fig, prefix, "latency"))
     return written
 
 

@@ -23,7 +23,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,8 +30,9 @@ from typing import Any
 
 import pytest
 from dpkit import stats_of
+from sockkit import BIG_BUFFER, drain, grow, receiving, wait_for
 
-from l2tpfast._dataplane import DataPath, Forwarder, LoadCounter, LoadGenerator, UdpReceiver
+from l2tpfast._dataplane import DataPath, Forwarder, LoadCounter, LoadGenerator
 from l2tpfast.runtime.dataplane import address_row
 from l2tpfast.wire.constants import SessionTarget
 
@@ -41,8 +41,6 @@ PPP_IP = b"\xff\x03\x00\x21"
 SOL_UDP = 17
 UDP_SEGMENT = 103
 SO_NO_CHECK = 11
-SO_RCVBUFFORCE = 33
-BIG_BUFFER = 256 << 20
 # Route keys of the sessions in the Forwarder tests (inside the TUN packets only, never sent).
 SUBSCRIBERS = ["127.1.0.1", "127.1.0.2", "127.1.0.3", "127.1.0.4"]
 
@@ -81,41 +79,6 @@ def data_header(tunnel_id: int, session_id: int) -> bytes:
     return struct.pack("!BBHH", 0x00, 0x02, tunnel_id, session_id)
 
 
-def drain(sock: socket.socket) -> list[bytes]:
-    out = []
-    while True:
-        try:
-            out.append(sock.recv(65536))
-        except BlockingIOError:
-            return out
-
-
-def grow(sock: socket.socket, size: int = BIG_BUFFER) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
-    except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
-
-
-@pytest.fixture
-def udp_socket() -> Iterator[Callable[..., socket.socket]]:
-    """Makes non-blocking datagram sockets on 127.0.0.1 (closed after the test)."""
-    made: list[socket.socket] = []
-
-    def make(buffer: int = 0, proto: int = 0) -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, proto)
-        made.append(s)
-        s.bind(("127.0.0.1", 0))
-        s.setblocking(False)
-        if buffer:
-            grow(s, buffer)
-        return s
-
-    yield make
-    for s in made:
-        s.close()
-
-
 @contextlib.contextmanager
 def tun_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     """An AF_UNIX datagram pair standing in for a TUN device: one read() is one packet."""
@@ -127,30 +90,6 @@ def tun_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     finally:
         device.close()
         host.close()
-
-
-@contextlib.contextmanager
-def receiving(sock: socket.socket, counter: LoadCounter) -> Iterator[UdpReceiver]:
-    """A UdpReceiver on ``sock`` in a thread until the block ends."""
-    receiver = UdpReceiver(sock.fileno(), counter)
-    stop = os.eventfd(0, os.EFD_NONBLOCK)
-    thread = threading.Thread(target=receiver.run, args=(stop, 0.05), daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        os.eventfd_write(stop, 1)
-        thread.join(5.0)
-        os.close(stop)
-    assert not thread.is_alive()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    import asyncio
-
-    from tools import wait_until
-
-    asyncio.run(wait_until(cond, timeout))
 
 
 def tun_forwarder(

@@ -16,20 +16,17 @@ The payload (bench.pxi), network order: magic "L2FB" | index u32 | sequence u32 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 from dpkit import stats_of
-from tools import wait_until
+from sockkit import BIG_BUFFER, drain, receiving, wait_for
 
 from l2tpfast._dataplane import (
     FORWARDER_STATS,
@@ -41,7 +38,6 @@ from l2tpfast._dataplane import (
     Forwarder,
     LoadCounter,
     LoadGenerator,
-    UdpReceiver,
     histogram_bounds,
 )
 from l2tpfast.bench.stats import histogram_percentiles
@@ -52,9 +48,6 @@ BENCH = struct.Struct("!4sIIB3xQ")
 MAGIC = b"L2FB"
 FLAG_PROBE = 1
 FLAG_ECHO = 2
-SO_RCVBUFFORCE = 33
-SO_SNDBUFFORCE = 32
-BIG_BUFFER = 256 << 20
 PPP_IP = b"\xff\x03\x00\x21"
 # The addresses written inside the generated packets (never routed anywhere).
 INNER_SOURCE = bytes([127, 0, 0, 2])
@@ -81,6 +74,11 @@ def totals(counter: LoadCounter) -> dict[str, int]:
     return dict(zip(LOAD_TOTALS, (int(v) for v in counter.totals), strict=True))
 
 
+def clean_totals(sent: int, size: int) -> dict[str, int]:
+    """The totals of ``sent`` packets of ``size`` octets, all in order and all from the run."""
+    return {"packets": sent, "octets": sent * size, "late": 0, "echoes": 0, "foreign": 0, "bad_index": 0}
+
+
 def named(names: tuple[str, ...], values: Any) -> dict[str, int]:
     return dict(zip(names, (int(v) for v in values), strict=True))
 
@@ -90,60 +88,6 @@ def ones_complement_sum(data: bytes) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return total
-
-
-def drain(sock: socket.socket) -> list[bytes]:
-    """Every datagram queued on a non-blocking socket."""
-    out = []
-    while True:
-        try:
-            out.append(sock.recv(4096))
-        except BlockingIOError:
-            return out
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    asyncio.run(wait_until(cond, timeout))
-
-
-@pytest.fixture
-def udp_socket() -> Iterator[Callable[..., socket.socket]]:
-    """Makes non-blocking UDP sockets on 127.0.0.1 (closed after the test)."""
-    made: list[socket.socket] = []
-
-    def make(buffer: int = 0) -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        made.append(s)
-        s.bind(("127.0.0.1", 0))
-        s.setblocking(False)
-        if buffer:
-            # Large enough that nothing a test sends is dropped (past rmem_max: root).
-            for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
-                try:
-                    s.setsockopt(socket.SOL_SOCKET, force, buffer)
-                except PermissionError:
-                    s.setsockopt(socket.SOL_SOCKET, plain, buffer)
-        return s
-
-    yield make
-    for s in made:
-        s.close()
-
-
-@contextlib.contextmanager
-def receiving(sock: socket.socket, counter: LoadCounter) -> Iterator[UdpReceiver]:
-    """A UdpReceiver on ``sock`` running in a thread until the block ends."""
-    receiver = UdpReceiver(sock.fileno(), counter)
-    stop = os.eventfd(0, os.EFD_NONBLOCK)
-    thread = threading.Thread(target=receiver.run, args=(stop, 0.05), daemon=True)
-    thread.start()
-    try:
-        yield receiver
-    finally:
-        os.eventfd_write(stop, 1)
-        thread.join(5.0)
-        os.close(stop)
-    assert not thread.is_alive()
 
 
 # --- LoadCounter ----------------------------------------------------------------------------------
@@ -298,15 +242,7 @@ def test_plain_udp_flat_out_round_robin(udp_socket: Callable[..., socket.socket]
         assert sent > 0 and seconds >= 0.2
         wait_for(lambda: int(counter.totals[0]) >= sent)
         assert named(RECEIVER_STATS, receiver.stats)["datagrams"] == sent
-    got = totals(counter)
-    assert got == {
-        "packets": sent,
-        "octets": sent * size,
-        "late": 0,
-        "echoes": 0,
-        "foreign": 0,
-        "bad_index": 0,
-    }
+    assert totals(counter) == clean_totals(sent, size)
     packets = counter.sessions["packets"]
     assert int(packets.max()) - int(packets.min()) <= 1, packets  # round robin, one at a time
     assert counter.sessions["octets"].tolist() == (packets * size).tolist()
@@ -518,14 +454,7 @@ def test_l2tp_round_trip_into_a_forwarder_sink(udp_socket: Callable[..., socket.
         if int(counter.totals[0]) >= sent or time.monotonic() > end:
             break
     stats = stats_of(fw)
-    assert totals(counter) == {
-        "packets": sent,
-        "octets": sent * size,
-        "late": 0,
-        "echoes": 0,
-        "foreign": 0,
-        "bad_index": 0,
-    }
+    assert totals(counter) == clean_totals(sent, size)
     assert int(counter.sessions["packets"].max()) - int(counter.sessions["packets"].min()) <= 1
     assert stats["udp_rx"] == sent and stats["tun_tx"] == sent
     assert stats["tun_errors"] == 0 and stats["udp_tx"] == 0  # nothing written anywhere

@@ -67,7 +67,8 @@ def test_bench_report_agrees_with_the_lns_counters(pair: lab.NetnsPair, lns: Our
     # times of its choosing and blur the counts: this LNS has no IPv6 pool, so none are wanted.
     pair.run(pair.b, "sysctl", "-q", "-w", f"net.ipv6.conf.{device}.disable_ipv6=1")
     tun0, loops0 = _tun_stats(pair, device), _loops(lns)
-    report_path, plot = tmp_path / "report.json", tmp_path / "run"
+    # Into folders not made yet: the report is written wherever the operator asked.
+    report_path, plot = tmp_path / "out" / "report.json", tmp_path / "plots" / "run"
     done = _bench(
         pair, "--tunnels", str(TUNNELS), "--sessions", str(PER_TUNNEL), "--setup-rate", "50",
         "--username", "bench{n}", "--password", "pw{n}",
