@@ -33,9 +33,9 @@ def add_parsers(sub: Any) -> None:
         "step loses more than --max-loss, and reports the highest loss-free rate. The sink "
         "(`l2tpfast bench-sink`) runs on the LNS's side: started here (in --sink-netns if given), "
         "or reached over TCP (--sink HOST:PORT). It reports setup rate and latency, delivered pps "
-        "and Mbit/s, loss, late (reordered) packets, round-trip percentiles and, with --lns-pid "
-        "(read on the sink's host), the LNS's CPU per packet; and it says when the harness itself "
-        "was the limit.",
+        "and Mbit/s, loss, late (reordered) packets, round-trip percentiles and, with --lns-pid or "
+        "--lns-process (found on the sink's host), the LNS's CPU per packet; and it says when the "
+        "harness itself was the limit.",
     )
     bench.add_argument("--lns", required=True, help="the LNS's address")
     bench.add_argument("--lns-port", type=int, default=1701, help="its UDP port (1701)")
@@ -75,6 +75,10 @@ def add_parsers(sub: Any) -> None:
     bench.add_argument(
         "--lns-pid", type=int, action="append", default=[], help="LNS process for CPU (repeat)"
     )
+    bench.add_argument(
+        "--lns-process", action="append", default=[], metavar="NAME",
+        help="LNS processes for CPU by name, e.g. l2tpns (every one so called; repeat)",
+    )  # fmt: skip
     bench.add_argument("--batch", type=int, default=64, help="datagrams per sendmmsg/recvmmsg (64)")
     bench.add_argument("--burst", type=int, default=32, help="packets in a row to one session (32)")
     bench.add_argument("--json", metavar="FILE", help="write the report as JSON")
@@ -114,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         direction=args.direction, sizes=args.size, rates=args.rate, duration=args.duration,
         search=args.search, step_factor=args.step_factor, refine=args.refine, trials=args.trials,
         max_loss=args.max_loss,
-        probe_rate=args.probe_rate, lns_pids=tuple(args.lns_pid), batch=args.batch, burst=args.burst,
+        probe_rate=args.probe_rate, lns_pids=tuple(args.lns_pid), lns_processes=tuple(args.lns_process),
+        batch=args.batch, burst=args.burst,
         progress=not args.quiet, extra={"label": args.label} if args.label else {},
     )  # fmt: skip
     if args.plot:

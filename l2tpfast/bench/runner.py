@@ -72,6 +72,7 @@ class BenchOptions:
     max_loss: float = 0.001  # a step losing at most this share is loss-free
     probe_rate: float = 200.0
     lns_pids: tuple[int, ...] = ()
+    lns_processes: tuple[str, ...] = ()  # names, found on the sink's host
     batch: int = 64
     burst: int = 32  # packets in a row to one session (the sink sends each run as one GSO message)
     drain: float = 0.5
@@ -169,15 +170,19 @@ class Bench:
                 raise RuntimeError("no session came up: nothing to measure")
             self.sink = await asyncio.to_thread(self._start_sink)
             addresses = [str(c.address) for c in self.lac.up]
-            await asyncio.to_thread(
+            opened = await asyncio.to_thread(
                 self.sink.request,
                 "open",
                 port=o.sink_port,
                 sessions=addresses,
                 generator_port=o.sink_port,
                 lns_pids=list(o.lns_pids),
+                lns_names=list(o.lns_processes),
                 batch=o.batch,
             )
+            self.report["lns_pids"] = opened.get("lns_pids", list(o.lns_pids))
+            if o.lns_processes:
+                _say(f"LNS processes {', '.join(o.lns_processes)}: pids {self.report['lns_pids']}")
             self.generator = LoadGenerator(self.lac.fileno(), len(self.lac.up), self.lac.path, o.batch)
             sink_ip = ipaddress.IPv4Address(o.sink_address).packed
             for call in self.lac.up:

@@ -76,6 +76,25 @@ def process_cpu(pids: list[int]) -> float | None:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def processes_named(name: str) -> list[int]:
+    """Pids of the processes here called ``name``: by the kernel's name (/proc/PID/comm, 15
+    characters at most) or by the file name of their program (argv[0])."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fb:
+                argv0 = fb.read().split(b"\0", 1)[0].decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile, or a kernel thread's empty files
+        if name in (comm, os.path.basename(argv0)):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def self_cpu() -> float:
     t = os.times()
     return t.user + t.system
@@ -120,6 +139,12 @@ class Sink:
         addresses = [ipaddress.IPv4Address(a) for a in request["sessions"]]
         if not addresses:
             raise ValueError("open: no sessions")
+        lns_pids = [int(p) for p in request.get("lns_pids", [])]
+        for name in request.get("lns_names", []):
+            pids = processes_named(str(name))
+            if not pids:
+                raise ValueError(f"--lns-process {name}: no process of that name on the sink's host")
+            lns_pids += pids
         bind = str(request.get("bind", "0.0.0.0"))
         port = int(request["port"])
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -131,19 +156,24 @@ class Sink:
             sock.close()
             raise
         self.sock = sock
+        self.lns_pids = lns_pids
         self.counter = LoadCounter(len(addresses))
         self.receiver = UdpReceiver(sock.fileno(), self.counter, int(request.get("batch", 64)))
         self.generator = LoadGenerator(sock.fileno(), len(addresses), None, int(request.get("batch", 64)))
         generator_port = int(request.get("generator_port", port))
         for index, address in enumerate(addresses):
             self.generator.set_session(index, bytes(4), address.packed, port, generator_port)
-        self.lns_pids = [int(p) for p in request.get("lns_pids", [])]
         self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._thread = threading.Thread(
             target=self.receiver.run, args=(self._stop_fd,), name="l2tpfast-sink", daemon=True
         )
         self._thread.start()
-        return {"pid": os.getpid(), "sessions": len(addresses), "port": sock.getsockname()[1]}
+        return {
+            "pid": os.getpid(),
+            "sessions": len(addresses),
+            "port": sock.getsockname()[1],
+            "lns_pids": self.lns_pids,
+        }
 
     def start(self, rate: float, size: int, seconds: float, burst: int = 1) -> dict[str, Any]:
         assert self.counter is not None and self.generator is not None and self.receiver is not None

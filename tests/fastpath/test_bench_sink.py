@@ -8,12 +8,14 @@ sends its downstream traffic to the sessions' addresses (loopback sockets here).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tools import free_udp_port
@@ -129,6 +131,27 @@ def test_sink_refuses_what_it_cannot_do(tcp_sink: SinkClient) -> None:
     tcp_sink.request("open", port=free_udp_port("127.0.0.1"), sessions=["127.0.0.2"])
     with pytest.raises(RuntimeError, match="unknown command"):
         tcp_sink.request("dance")
+
+
+def test_sink_finds_the_lns_processes_by_name(tcp_sink: SinkClient, tmp_path: Path) -> None:
+    # Two processes of a program with a name nothing else here has, as an LNS would be found.
+    program = tmp_path / "l2fb-fake-lns"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", program)
+    procs = [subprocess.Popen([str(program), "30"]) for _ in range(2)]
+    try:
+        port = free_udp_port("127.0.0.1")
+        with pytest.raises(RuntimeError, match="--lns-process l2fb-no-such: no process of that name"):
+            tcp_sink.request("open", port=port, sessions=["127.0.0.2"], lns_names=["l2fb-no-such"])
+        opened = tcp_sink.request(
+            "open", port=port, sessions=["127.0.0.2"], lns_pids=[os.getpid()], lns_names=[program.name]
+        )
+        assert opened["lns_pids"] == [os.getpid(), *sorted(p.pid for p in procs)]
+        tcp_sink.request("start", rate=0, size=100, seconds=0.1)
+        assert tcp_sink.request("stop")["lns_cpu"] is not None
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 def test_sink_over_pipes_as_the_generator_starts_it() -> None:
