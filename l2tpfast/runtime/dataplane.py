@@ -59,15 +59,20 @@ def grow_buffers(fd: int, size: int) -> None:
         sock.close()
 
 
-def enable_gro(fd: int) -> None:
-    """UDP_GRO on a socket (udp(7)): runs from one peer may arrive as one buffer."""
+def enable_gro(fd: int) -> bool:
+    """UDP_GRO on a socket (udp(7)): runs from one peer may arrive as one buffer. False (and a
+    warning) where the kernel has no UDP GRO: the loops then read one datagram at a time."""
     import socket
 
     sock = socket.socket(fileno=os.dup(fd))
     try:
         sock.setsockopt(socket.IPPROTO_UDP, 104, 1)  # UDP_GRO (Linux 5.0)
+    except OSError as exc:
+        log.warning("[dataplane] gro: the kernel refused UDP_GRO (%s); receiving without it", exc)
+        return False
     finally:
         sock.close()
+    return True
 
 
 class DataPlane:
@@ -93,9 +98,8 @@ class DataPlane:
         self.tun = tun
         self.on_items = on_items
         raw = isinstance(transports[0], Ip115Transport)
-        if gro and not raw:
-            for t in transports:
-                enable_gro(t.fileno())
+        # Per socket: a loop cuts coalesced runs up only where its socket has GRO on.
+        gro_on = [gro and not raw and enable_gro(t.fileno()) for t in transports]
         # The TUN device is read by the first loop only: one reader keeps its packet order.
         self.forwarders = [
             Forwarder(
@@ -105,7 +109,7 @@ class DataPlane:
                 batch,
                 raw,
                 gso=gso,
-                gro=gro and not raw,
+                gro=gro_on[i],
             )
             for i, t in enumerate(transports)
         ]
