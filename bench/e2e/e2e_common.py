@@ -46,8 +46,6 @@ BLAST_CPU = os.environ.get("L2TPFAST_BENCH_BLAST_CPU", CPU)
 IDLE_MS = 300
 RUN_TIMEOUT = 60.0
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-SO_MEMINFO = 55  # <asm-generic/socket.h>; CPython does not name it
-SK_MEMINFO_RMEM_ALLOC, SK_MEMINFO_DROPS = 0, 8
 #: Kernel memory charged per queued datagram is about size + 770 octets (measured: 832 at 64,
 #: 2304 at 1400 on x86-64); the margin keeps a whole round in the queue.
 QUEUE_OVERHEAD = 1280
@@ -113,8 +111,9 @@ def udp_stats(sock: socket.socket) -> tuple[int, int]:
     The same figures as /proc/net/udp's rx_queue and drops, but read from the socket itself,
     so it works for a socket of another network namespace too.
     """
-    raw = sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 9 * 4)
-    values = struct.unpack(f"={len(raw) // 4}I", raw)
+    from l2tpfast.bench.sink import SK_MEMINFO_DROPS, SK_MEMINFO_RMEM_ALLOC, socket_meminfo
+
+    values = socket_meminfo(sock.fileno())
     return values[SK_MEMINFO_RMEM_ALLOC], values[SK_MEMINFO_DROPS]
 
 

@@ -36,31 +36,31 @@ import time
 from typing import IO, Any
 
 from l2tpfast._dataplane import LOAD_STATS, LOAD_TOTALS, LoadCounter, LoadGenerator, UdpReceiver
+from l2tpfast.runtime.dataplane import grow_buffers
 
-#: getsockopt(SOL_SOCKET, SO_MEMINFO): u32[SK_MEMINFO_VARS]; SK_MEMINFO_DROPS is the 9th
-#: (linux/sock_diag.h): datagrams the socket dropped because its buffer was full.
+#: getsockopt(SOL_SOCKET, SO_MEMINFO): u32[SK_MEMINFO_VARS] (linux/sock_diag.h); of them, the
+#: receive memory the kernel charges for queued datagrams, and the datagrams it dropped because
+#: the buffer was full.
 SO_MEMINFO = 55
+SK_MEMINFO_RMEM_ALLOC = 0
 SK_MEMINFO_DROPS = 8
 SOCKET_BUFFER = 32 * 1024 * 1024
 
 
-def socket_drops(fd: int) -> int:
-    """Datagrams the kernel dropped at this socket (its receive buffer was full)."""
+def socket_meminfo(fd: int) -> tuple[int, ...]:
+    """The socket's SO_MEMINFO counters (index with SK_MEMINFO_*). Read from the socket itself,
+    so it works for a socket of another network namespace too."""
     sock = socket.socket(fileno=os.dup(fd))
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, 9 * 4)
     finally:
         sock.close()
-    return int(struct.unpack_from("=9I", raw)[SK_MEMINFO_DROPS])
+    return struct.unpack(f"={len(raw) // 4}I", raw)
 
 
-def grow_socket(sock: socket.socket, size: int = SOCKET_BUFFER) -> None:
-    """Large buffers, past net.core.*mem_max when we may (root: SO_*BUFFORCE)."""
-    for force, plain in ((33, socket.SO_RCVBUF), (32, socket.SO_SNDBUF)):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, force, size)
-        except PermissionError:
-            sock.setsockopt(socket.SOL_SOCKET, plain, size)
+def socket_drops(fd: int) -> int:
+    """Datagrams the kernel dropped at this socket (its receive buffer was full)."""
+    return socket_meminfo(fd)[SK_MEMINFO_DROPS]
 
 
 def process_cpu(pids: list[int]) -> float | None:
@@ -150,7 +150,7 @@ class Sink:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            grow_socket(sock)
+            grow_buffers(sock.fileno(), SOCKET_BUFFER)
             sock.bind((bind, port))
         except OSError:
             sock.close()

@@ -11,19 +11,14 @@ import threading
 from collections.abc import Callable, Iterator
 
 from l2tpfast._dataplane import LoadCounter, UdpReceiver
+from l2tpfast.runtime.dataplane import grow_buffers
 
-SO_SNDBUFFORCE = 32
-SO_RCVBUFFORCE = 33
 BIG_BUFFER = 256 << 20
 
 
 def grow(sock: socket.socket, size: int = BIG_BUFFER) -> None:
-    """Both buffers to ``size`` (past rmem_max/wmem_max when root)."""
-    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, force, size)
-        except PermissionError:
-            sock.setsockopt(socket.SOL_SOCKET, plain, size)
+    """Both buffers to ``size`` (past rmem_max/wmem_max when root), as the data plane does."""
+    grow_buffers(sock.fileno(), size)
 
 
 @contextlib.contextmanager

@@ -17,31 +17,26 @@ from typing import Any
 import numpy as np
 import pytest
 from dpkit import stats_of
+from sockkit import socket_maker
 
 from l2tpfast._dataplane import DataPath, Forwarder, LoadCounter, LoadGenerator
 from l2tpfast.runtime.dataplane import address_row, enable_gro
 from l2tpfast.wire.constants import SessionTarget
 
-SO_RCVBUFFORCE = 33
 N = 8
 
 
 @pytest.fixture
 def sockets() -> Iterator[Callable[[], socket.socket]]:
-    made: list[socket.socket] = []
+    """UDP sockets on loopback with IP_PKTINFO (the local address of each datagram)."""
+    with socket_maker() as make:
 
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        made.append(s)
-        s.bind(("127.0.0.1", 0))
-        s.setblocking(False)
-        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
-        s.setsockopt(socket.IPPROTO_IP, 8, 1)  # IP_PKTINFO: the local address of each datagram
-        return s
+        def make_pktinfo() -> socket.socket:
+            s = make(64 << 20)
+            s.setsockopt(socket.IPPROTO_IP, 8, 1)  # IP_PKTINFO
+            return s
 
-    yield make
-    for s in made:
-        s.close()
+        yield make_pktinfo
 
 
 def _far_end(sock: socket.socket, sender: tuple[str, int], *, gro: bool) -> tuple[Forwarder, LoadCounter]:
